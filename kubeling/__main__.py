@@ -1,0 +1,5 @@
+import sys
+
+from kubeling.cli import main
+
+sys.exit(main())

