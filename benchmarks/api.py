@@ -21,6 +21,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import aiohttp
@@ -33,9 +34,12 @@ def _percentile(values: list[float], fraction: float) -> float:
 
 
 def _report(name: str, latencies: list[float], elapsed: float) -> None:
+    median = statistics.median(latencies) * 1000
+    p99 = _percentile(latencies, 0.99) * 1000
+    rate = len(latencies) / elapsed
     print(
-        f"{name:<10} n={len(latencies):>6}  median {statistics.median(latencies) * 1000:7.2f} ms"
-        f"  p99 {_percentile(latencies, 0.99) * 1000:7.2f} ms  {len(latencies) / elapsed:9.0f} req/s"
+        f"{name:<10} n={len(latencies):>6}  median {median:7.2f} ms  p99 {p99:7.2f} ms"
+        f"  {rate:9.0f} req/s"
     )
 
 
@@ -60,51 +64,90 @@ async def _run_many(
 
 
 def _configmap(name: str, size: int = 2048) -> bytes:
-    return orjson.dumps({"apiVersion": "v1", "kind": "ConfigMap",
-                         "metadata": {"name": name, "labels": {"bench": "yes"}},
-                         "data": {"payload": "x" * size}})
+    return orjson.dumps(
+        {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": name, "labels": {"bench": "yes"}},
+            "data": {"payload": "x" * size},
+        }
+    )
 
 
-async def _bench(url: str, token: str, ca: Path, args: argparse.Namespace) -> None:
-    context = ssl.create_default_context(cafile=str(ca))
+def _phase(
+    url: str, token: str, ca: str, phase: str, indexes: list[int], concurrency: int, creates: int
+) -> tuple[list[float], float]:
+    """One client process's share of a phase; returns its latencies and elapsed time."""
+    return asyncio.run(_phase_async(url, token, ca, phase, indexes, concurrency, creates))
+
+
+async def _phase_async(
+    url: str, token: str, ca: str, phase: str, indexes: list[int], concurrency: int, creates: int
+) -> tuple[list[float], float]:
+    context = ssl.create_default_context(cafile=ca)
     headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
-    connector = aiohttp.TCPConnector(ssl=context, limit=args.concurrency)
+    connector = aiohttp.TCPConnector(ssl=context, limit=concurrency)
     base = f"{url}/api/v1/namespaces/default/configmaps"
     async with aiohttp.ClientSession(connector=connector, headers=headers) as session:
 
-        async def create(i: int) -> None:
-            async with session.post(base, data=_configmap(f"cm-{i}")) as r:
-                if r.status != 201:
-                    raise RuntimeError(f"create: {r.status} {await r.text()}")
-                await r.read()
+        async def one(position: int) -> None:
+            i = indexes[position]
+            if phase == "create":
+                async with session.post(base, data=_configmap(f"cm-{i}")) as r:
+                    if r.status != 201:
+                        raise RuntimeError(f"create: {r.status} {await r.text()}")
+                    await r.read()
+            elif phase == "get":
+                async with session.get(f"{base}/cm-{i % creates}") as r:
+                    if r.status != 200:
+                        raise RuntimeError(f"get: {r.status}")
+                    await r.read()
+            else:
+                async with session.get(f"{base}?labelSelector=bench%3Dyes") as r:
+                    body = orjson.loads(await r.read())
+                    if len(body["items"]) < creates:
+                        raise RuntimeError("list came back short")
 
-        async def get(i: int) -> None:
-            async with session.get(f"{base}/cm-{i % args.creates}") as r:
-                if r.status != 200:
-                    raise RuntimeError(f"get: {r.status}")
-                await r.read()
+        return await _run_many(len(indexes), concurrency, one)
 
-        async def list_all(_: int) -> None:
-            async with session.get(f"{base}?labelSelector=bench%3Dyes") as r:
-                body = orjson.loads(await r.read())
-                if len(body["items"]) < args.creates:
-                    raise RuntimeError("list came back short")
 
-        latencies, elapsed = await _run_many(args.creates, args.concurrency, create)
-        _report("create", latencies, elapsed)
-        latencies, elapsed = await _run_many(args.creates * 2, args.concurrency, get)
-        _report("get", latencies, elapsed)
-        latencies, elapsed = await _run_many(args.lists, 4, list_all)
-        _report(f"list({args.creates})", latencies, elapsed)
+def _run_phase(
+    pool: ProcessPoolExecutor,
+    url: str,
+    token: str,
+    ca: Path,
+    phase: str,
+    count: int,
+    args: argparse.Namespace,
+) -> None:
+    """Split a phase over the client processes (one Python client cannot saturate the server)."""
+    shares = [list(range(start, count, args.clients)) for start in range(args.clients)]
+    per_client = max(1, (args.concurrency if phase != "list" else 4) // args.clients)
+    started = time.perf_counter()
+    futures = [
+        pool.submit(_phase, url, token, str(ca), phase, share, per_client, args.creates)
+        for share in shares
+        if share
+    ]
+    latencies = [lat for future in futures for lat in future.result()[0]]
+    name = phase if phase != "list" else f"list({args.creates})"
+    _report(name, latencies, time.perf_counter() - started)
+
+
+async def _bench_watch(url: str, token: str, ca: Path, args: argparse.Namespace) -> None:
+    context = ssl.create_default_context(cafile=str(ca))
+    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
     await _watch_fanout(url, headers, context, args)
 
 
-async def _watch_fanout(url: str, headers: dict[str, str], context: ssl.SSLContext,
-                        args: argparse.Namespace) -> None:
+async def _watch_fanout(
+    url: str, headers: dict[str, str], context: ssl.SSLContext, args: argparse.Namespace
+) -> None:
     base = f"{url}/api/v1/namespaces/default/configmaps"
     connector = aiohttp.TCPConnector(ssl=context, limit=0)
-    async with aiohttp.ClientSession(connector=connector, headers=headers,
-                                     timeout=aiohttp.ClientTimeout(total=None)) as session:
+    async with aiohttp.ClientSession(
+        connector=connector, headers=headers, timeout=aiohttp.ClientTimeout(total=None)
+    ) as session:
         async with session.post(base, data=_configmap("watched", 512)) as r:
             rv = orjson.loads(await r.read())["metadata"]["resourceVersion"]
         done = asyncio.Event()
@@ -114,8 +157,11 @@ async def _watch_fanout(url: str, headers: dict[str, str], context: ssl.SSLConte
 
         async def watcher() -> None:
             nonlocal ready
-            params = {"watch": "true", "resourceVersion": rv,
-                      "fieldSelector": "metadata.name=watched"}
+            params = {
+                "watch": "true",
+                "resourceVersion": rv,
+                "fieldSelector": "metadata.name=watched",
+            }
             async with session.get(base, params=params) as response:
                 ready += 1
                 if ready == args.watchers:
@@ -134,14 +180,19 @@ async def _watch_fanout(url: str, headers: dict[str, str], context: ssl.SSLConte
         started = time.perf_counter()
         for i in range(args.events):
             patch = orjson.dumps({"data": {"n": str(i)}})
-            async with session.patch(f"{base}/watched", data=patch, headers={
-                "Content-Type": "application/merge-patch+json"}) as r:
+            async with session.patch(
+                f"{base}/watched",
+                data=patch,
+                headers={"Content-Type": "application/merge-patch+json"},
+            ) as r:
                 await r.read()
         await asyncio.wait_for(done.wait(), 300)
         elapsed = time.perf_counter() - started
         deliveries = args.watchers * args.events
-        print(f"watch      {args.watchers} watchers x {args.events} events: all delivered in "
-              f"{elapsed:.2f} s  ({deliveries / elapsed:,.0f} deliveries/s)")
+        print(
+            f"watch      {args.watchers} watchers x {args.events} events: all delivered in "
+            f"{elapsed:.2f} s  ({deliveries / elapsed:,.0f} deliveries/s)"
+        )
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -154,11 +205,13 @@ def main() -> None:
     parser.add_argument("--lists", type=int, default=40)
     parser.add_argument("--watchers", type=int, default=1000)
     parser.add_argument("--events", type=int, default=50)
+    parser.add_argument("--clients", type=int, default=2, help="client processes")
     args = parser.parse_args()
     data_dir = Path(tempfile.mkdtemp(prefix="kubeling-bench-"))
     server = subprocess.Popen(
         [sys.executable, "-m", "kubeling", "server", "--data-dir", str(data_dir), "--port", "0"],
-        stdout=subprocess.PIPE, text=True,
+        stdout=subprocess.PIPE,
+        text=True,
     )
     try:
         assert server.stdout is not None
@@ -170,8 +223,13 @@ def main() -> None:
             match = re.search(r"ready at (\S+)", line)
             url = match.group(1) if match else ""
         token = (data_dir / "admin-token").read_text().strip()
-        print(f"kubeling server {url}, SQLite store in {data_dir}")
-        asyncio.run(_bench(url, token, data_dir / "tls" / "ca.crt", args))
+        ca = data_dir / "tls" / "ca.crt"
+        print(f"kubeling server {url}, SQLite store in {data_dir}, {args.clients} client processes")
+        with ProcessPoolExecutor(args.clients) as pool:
+            _run_phase(pool, url, token, ca, "create", args.creates, args)
+            _run_phase(pool, url, token, ca, "get", args.creates * 2, args)
+            _run_phase(pool, url, token, ca, "list", args.lists, args)
+        asyncio.run(_bench_watch(url, token, ca, args))
     finally:
         server.terminate()
         server.wait(timeout=30)

@@ -88,9 +88,7 @@ def dns1123_label(value: str) -> list[str]:
         if _full(_DNS1123_SUBDOMAIN, value):
             errs.append("must not contain dots")
         else:
-            errs.append(
-                regex_error(_DNS1123_LABEL_MSG, _DNS1123_LABEL_FMT, "my-name", "123-abc")
-            )
+            errs.append(regex_error(_DNS1123_LABEL_MSG, _DNS1123_LABEL_FMT, "my-name", "123-abc"))
     return errs
 
 
@@ -169,9 +167,7 @@ def label_value(value: str) -> list[str]:
     if len(value) > LABEL_VALUE_MAX:
         errs.append(max_len_error(LABEL_VALUE_MAX))
     if not _full(_LABEL_VALUE, value):
-        errs.append(
-            regex_error(_LABEL_VALUE_MSG, _LABEL_VALUE_FMT, "MyValue", "my_value", "12345")
-        )
+        errs.append(regex_error(_LABEL_VALUE_MSG, _LABEL_VALUE_FMT, "MyValue", "my_value", "12345"))
     return errs
 
 

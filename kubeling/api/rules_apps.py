@@ -45,12 +45,18 @@ def workload_spec(spec: dict[str, Any], deployment: bool) -> Causes:
         errs = label_selector("spec.selector", selector)
         out += errs
         if not selector.get("matchLabels") and not selector.get("matchExpressions"):
-            out.append(invalid_raw("spec.selector", go_label_selector(selector),
-                                   "empty selector is invalid for deployment"))
+            out.append(
+                invalid_raw(
+                    "spec.selector",
+                    go_label_selector(selector),
+                    "empty selector is invalid for deployment",
+                )
+            )
         if errs:
             selector_ok = False
-            out.append(invalid_raw("spec.selector", go_label_selector(selector),
-                                   "invalid label selector"))
+            out.append(
+                invalid_raw("spec.selector", go_label_selector(selector), "invalid label selector")
+            )
     if selector_ok:
         out += _template(spec, selector)
     if deployment:
@@ -61,8 +67,13 @@ def workload_spec(spec: dict[str, Any], deployment: bool) -> Causes:
         if deadline is not None:
             out += nonnegative("spec.progressDeadlineSeconds", deadline)
             if integer(deadline) <= integer(spec.get("minReadySeconds")):
-                out.append(invalid("spec.progressDeadlineSeconds", deadline,
-                                   "must be greater than minReadySeconds"))
+                out.append(
+                    invalid(
+                        "spec.progressDeadlineSeconds",
+                        deadline,
+                        "must be greater than minReadySeconds",
+                    )
+                )
     return out
 
 
@@ -78,16 +89,25 @@ def _template(spec: dict[str, Any], selector: Any) -> Causes:
     # A missing selector matches nothing (labels.Nothing()); an empty one everything.
     matches = isinstance(selector, dict) and selector_matches(selector, obj(template_labels))
     if not empty_selector and not matches:
-        out.append(invalid_raw("spec.template.metadata.labels", go_string_map(template_labels),
-                               "`selector` does not match template `labels`"))
+        out.append(
+            invalid_raw(
+                "spec.template.metadata.labels",
+                go_string_map(template_labels),
+                "`selector` does not match template `labels`",
+            )
+        )
     out += template(tpl, "spec.template")
     pod = obj(tpl.get("spec"))
     restart = pod.get("restartPolicy")
     if restart and restart != "Always":
         out.append(not_supported("spec.template.spec.restartPolicy", restart, ["Always"]))
     if pod.get("activeDeadlineSeconds") is not None:
-        out.append(forbidden("spec.template.spec.activeDeadlineSeconds",
-                             "activeDeadlineSeconds in ReplicaSet is not Supported"))
+        out.append(
+            forbidden(
+                "spec.template.spec.activeDeadlineSeconds",
+                "activeDeadlineSeconds in ReplicaSet is not Supported",
+            )
+        )
     return out
 
 
@@ -96,17 +116,21 @@ def _strategy(strategy: dict[str, Any]) -> Causes:
     rolling = strategy.get("rollingUpdate")
     if kind == "Recreate":
         if rolling is not None:
-            return [forbidden("spec.strategy.rollingUpdate",
-                              "may not be specified when strategy `type` is 'Recreate'")]
+            return [
+                forbidden(
+                    "spec.strategy.rollingUpdate",
+                    "may not be specified when strategy `type` is 'Recreate'",
+                )
+            ]
         return []
     if kind == "RollingUpdate":
         if rolling is None:
-            return [required("spec.strategy.rollingUpdate",
-                             "this should be defaulted and never be nil")]
+            return [
+                required("spec.strategy.rollingUpdate", "this should be defaulted and never be nil")
+            ]
         return _rolling_update(obj(rolling), "spec.strategy.rollingUpdate")
-    rendered = (
-        f"apps.DeploymentStrategy{{Type:{go_quote(text(kind))}, RollingUpdate:"
-        + ("(*apps.RollingUpdateDeployment)(nil)}" if rolling is None else "{...}}")
+    rendered = f"apps.DeploymentStrategy{{Type:{go_quote(text(kind))}, RollingUpdate:" + (
+        "(*apps.RollingUpdateDeployment)(nil)}" if rolling is None else "{...}}"
     )
     return [not_supported("spec.strategy", kind, _STRATEGIES, rendered=rendered)]
 
@@ -134,8 +158,9 @@ def _rolling_update(rolling: dict[str, Any], path: str) -> Causes:
             out.append(invalid(here, integer(raw), "must be greater than or equal to 0"))
     (unavailable, unavailable_n), (_, surge_n) = values["maxUnavailable"], values["maxSurge"]
     if unavailable_n == 0 and surge_n == 0:
-        out.append(invalid_raw(f"{path}.maxUnavailable", unavailable,
-                               "may not be 0 when `maxSurge` is 0"))
+        out.append(
+            invalid_raw(f"{path}.maxUnavailable", unavailable, "may not be 0 when `maxSurge` is 0")
+        )
     raw = rolling.get("maxUnavailable")
     if isinstance(raw, str) and not names.percent(raw) and int(raw[:-1]) > 100:
         out.append(invalid_raw(f"{path}.maxUnavailable", raw, "must not be greater than 100%"))
@@ -146,8 +171,9 @@ def workload_update(spec: dict[str, Any], old_spec: dict[str, Any]) -> Causes:
     """The apps/v1 rule that a controller's selector never changes."""
     selector, old_selector = spec.get("selector"), old_spec.get("selector")
     rendered = go_label_selector(selector) if isinstance(selector, dict) else "null"
-    return immutable("spec.selector", _canonical_selector(selector),
-                     _canonical_selector(old_selector), rendered)
+    return immutable(
+        "spec.selector", _canonical_selector(selector), _canonical_selector(old_selector), rendered
+    )
 
 
 def _canonical_selector(selector: Any) -> tuple[Any, Any] | None:

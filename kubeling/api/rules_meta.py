@@ -92,8 +92,9 @@ def go_label_selector(selector: dict[str, Any]) -> str:
 
 
 def required(path: str, detail: str = "") -> Cause:
-    return Cause(path, f"Required value: {detail}" if detail else "Required value",
-                 "FieldValueRequired")
+    return Cause(
+        path, f"Required value: {detail}" if detail else "Required value", "FieldValueRequired"
+    )
 
 
 def invalid(path: str, value: Any, detail: str) -> Cause:
@@ -113,13 +114,20 @@ def forbidden(path: str, detail: str) -> Cause:
 def not_supported(path: str, value: Any, allowed: list[str], rendered: str = "") -> Cause:
     listed = ", ".join(go_quote(a) for a in allowed)
     return Cause(
-        path, f"Unsupported value: {rendered or go_value(value)}: supported values: {listed}",
+        path,
+        f"Unsupported value: {rendered or go_value(value)}: supported values: {listed}",
         "FieldValueNotSupported",
     )
 
 
 def duplicate(path: str, value: Any) -> Cause:
     return Cause(path, f"Duplicate value: {go_value(value)}", "FieldValueDuplicate")
+
+
+def duplicate_raw(path: str, rendered: str, detail: str = "") -> Cause:
+    """Duplicate with a value already rendered Go-style, and an optional detail."""
+    message = f"Duplicate value: {rendered}" + (f": {detail}" if detail else "")
+    return Cause(path, message, "FieldValueDuplicate")
 
 
 def not_found(path: str, value: Any) -> Cause:
@@ -131,8 +139,7 @@ def too_long(path: str, limit: int) -> Cause:
 
 
 def too_many(path: str, count: int, limit: int) -> Cause:
-    return Cause(path, f"Too many: {count}: must have at most {limit} items",
-                 "FieldValueTooMany")
+    return Cause(path, f"Too many: {count}: must have at most {limit} items", "FieldValueTooMany")
 
 
 def each(path: str, value: Any, messages: list[str]) -> Causes:
@@ -154,12 +161,25 @@ def items(value: Any) -> Iterator[tuple[int, dict[str, Any]]]:
             yield index, item if isinstance(item, dict) else {}
 
 
+def as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
 def text(value: Any) -> str:
     return value if isinstance(value, str) else ""
 
 
 def integer(value: Any) -> int:
     return value if isinstance(value, int) and not isinstance(value, bool) else 0
+
+
+def enum(parent: dict[str, Any], key: str, allowed: list[str], path: str) -> Causes:
+    value = parent.get(key)
+    if not value:
+        return [required(f"{path}.{key}")]
+    if value not in allowed:
+        return [not_supported(f"{path}.{key}", value, allowed)]
+    return []
 
 
 def nonnegative(path: str, value: Any) -> Causes:
@@ -187,7 +207,7 @@ def labels(path: str, value: Any) -> Causes:
     return out
 
 
-def annotations(path: str, value: Any) -> Causes:
+def annotation_map(path: str, value: Any) -> Causes:
     value = obj(value)
     out: Causes = []
     for key in value:
@@ -205,14 +225,19 @@ def label_selector(path: str, selector: Any) -> Causes:
         operator, values = text(req.get("operator")), req.get("values") or []
         if operator in ("In", "NotIn"):
             if not values:
-                out.append(required(f"{here}.values",
-                                    "must be specified when `operator` is 'In' or 'NotIn'"))
+                out.append(
+                    required(
+                        f"{here}.values", "must be specified when `operator` is 'In' or 'NotIn'"
+                    )
+                )
         elif operator in ("Exists", "DoesNotExist"):
             if values:
-                out.append(forbidden(
-                    f"{here}.values",
-                    "may not be specified when `operator` is 'Exists' or 'DoesNotExist'",
-                ))
+                out.append(
+                    forbidden(
+                        f"{here}.values",
+                        "may not be specified when `operator` is 'Exists' or 'DoesNotExist'",
+                    )
+                )
         else:
             out.append(invalid(f"{here}.operator", operator, "not a valid selector operator"))
         out += label_name(f"{here}.key", text(req.get("key")))
@@ -246,18 +271,18 @@ def selector_matches(selector: dict[str, Any], target: dict[str, Any]) -> bool:
 _STANDARD_FINALIZERS = ("kubernetes", "orphan", "foregroundDeletion")
 
 
-def object_meta(meta: Any, namespaced: bool, name_check: NameCheck | None) -> Causes:
+def object_meta(meta: Any, namespaced: bool, name_check: NameCheck) -> Causes:
     """ValidateObjectMeta: name (or generateName), namespace, labels, annotations, owners,
-    finalizers. `name_check` None skips name syntax (core Events never had it)."""
+    finalizers. `name_check` is the kind's name format (a names.name_is_* function)."""
     meta = obj(meta)
     out: Causes = []
     generate = text(meta.get("generateName"))
     name = text(meta.get("name"))
-    if generate and name_check is not None:
+    if generate:
         out += each("metadata.generateName", generate, name_check(generate, True))
     if not name:
         out.append(required("metadata.name", "name or generateName is required"))
-    elif name_check is not None:
+    else:
         out += each("metadata.name", name, name_check(name, False))
     namespace = text(meta.get("namespace"))
     if namespaced:
@@ -269,7 +294,7 @@ def object_meta(meta: Any, namespaced: bool, name_check: NameCheck | None) -> Ca
         out.append(forbidden("metadata.namespace", "not allowed on this type"))
     out += nonnegative("metadata.generation", meta.get("generation"))
     out += labels("metadata.labels", meta.get("labels"))
-    out += annotations("metadata.annotations", meta.get("annotations"))
+    out += annotation_map("metadata.annotations", meta.get("annotations"))
     out += owner_references(meta.get("ownerReferences"))
     out += finalizers(meta.get("finalizers"))
     return out
@@ -287,16 +312,20 @@ def owner_references(refs: Any) -> Causes:
             if not text(ref.get(key)):
                 out.append(invalid(f"{path}.{key}", text(ref.get(key)), "must not be empty"))
         if api_version == "v1" and ref.get("kind") == "Event":
-            out.append(invalid_raw(path, "{...}", "/v1, Kind=Event is disallowed from being an "
-                                   "owner"))
+            out.append(
+                invalid_raw(path, "{...}", "/v1, Kind=Event is disallowed from being an owner")
+            )
         if ref.get("controller") is True:
             current = f"{text(ref.get('kind'))}/{text(ref.get('name'))}"
             if controller:
-                out.append(invalid_raw(
-                    path, "[...]",
-                    'Only one reference can have Controller set to true. Found "true" in '
-                    f"references for {controller} and {current}",
-                ))
+                out.append(
+                    invalid_raw(
+                        path,
+                        "[...]",
+                        'Only one reference can have Controller set to true. Found "true" in '
+                        f"references for {controller} and {current}",
+                    )
+                )
             else:
                 controller = current
     return out
@@ -305,8 +334,11 @@ def owner_references(refs: Any) -> Causes:
 def finalizer_name(path: str, value: str) -> Causes:
     out = each(path, value, names.qualified_name(value))
     if "/" not in value and value not in _STANDARD_FINALIZERS:
-        out.append(invalid(path, value,
-                           "name is neither a standard finalizer name nor is it fully qualified"))
+        out.append(
+            invalid(
+                path, value, "name is neither a standard finalizer name nor is it fully qualified"
+            )
+        )
     return out
 
 
@@ -317,13 +349,22 @@ def finalizers(value: Any) -> Causes:
     for f in listed:
         out += each(path, f, names.qualified_name(f))
     if "orphan" in listed and "foregroundDeletion" in listed:
-        out.append(invalid_raw(path, go_string_list(listed),
-                               "finalizer orphan and foregroundDeletion cannot be both set"))
+        out.append(
+            invalid_raw(
+                path,
+                go_string_list(listed),
+                "finalizer orphan and foregroundDeletion cannot be both set",
+            )
+        )
     for index, f in enumerate(listed):
         if "/" not in f and f not in _STANDARD_FINALIZERS:
-            out.append(invalid(f"{path}[{index}]", f,
-                               "name is neither a standard finalizer name nor is it fully "
-                               "qualified"))
+            out.append(
+                invalid(
+                    f"{path}[{index}]",
+                    f,
+                    "name is neither a standard finalizer name nor is it fully qualified",
+                )
+            )
     return out
 
 
@@ -331,13 +372,17 @@ def object_meta_update(meta: Any, old_meta: Any) -> Causes:
     """ValidateObjectMetaUpdate: identity fields never change."""
     meta, old_meta = obj(meta), obj(old_meta)
     out: Causes = []
-    generation, old_generation = integer(meta.get("generation")), integer(
-        old_meta.get("generation"))
+    generation, old_generation = (
+        integer(meta.get("generation")),
+        integer(old_meta.get("generation")),
+    )
     if generation < old_generation:
         out.append(invalid("metadata.generation", generation, "must not be decremented"))
     for key in ("name", "namespace", "uid", "creationTimestamp", "deletionTimestamp"):
         out += immutable(f"metadata.{key}", meta.get(key), old_meta.get(key))
-    out += immutable("metadata.deletionGracePeriodSeconds",
-                     meta.get("deletionGracePeriodSeconds"),
-                     old_meta.get("deletionGracePeriodSeconds"))
+    out += immutable(
+        "metadata.deletionGracePeriodSeconds",
+        meta.get("deletionGracePeriodSeconds"),
+        old_meta.get("deletionGracePeriodSeconds"),
+    )
     return out

@@ -13,6 +13,7 @@ validation (`requests` must not exceed `limits`).
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from dataclasses import dataclass
@@ -24,13 +25,22 @@ BINARY_SI = "BinarySI"
 DECIMAL_EXPONENT = "DecimalExponent"
 
 FORMAT_ERROR = (
-    "quantities must match the regular expression "
-    "'^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$'"
+    "quantities must match the regular expression '^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$'"
 )
 SUFFIX_ERROR = "unable to parse quantity's suffix"
 
-_DECIMAL_SUFFIXES = {"n": -9, "u": -6, "m": -3, "": 0, "k": 3, "M": 6, "G": 9, "T": 12, "P": 15,
-                     "E": 18}
+_DECIMAL_SUFFIXES = {
+    "n": -9,
+    "u": -6,
+    "m": -3,
+    "": 0,
+    "k": 3,
+    "M": 6,
+    "G": 9,
+    "T": 12,
+    "P": 15,
+    "E": 18,
+}
 _DECIMAL_BY_EXPONENT = {exp: suffix for suffix, exp in _DECIMAL_SUFFIXES.items()}
 _BINARY_SUFFIXES = {"Ki": 10, "Mi": 20, "Gi": 30, "Ti": 40, "Pi": 50, "Ei": 60}
 _BINARY_BY_POWER = ["", "Ki", "Mi", "Gi", "Ti", "Pi", "Ei"]
@@ -105,8 +115,9 @@ def _interpret(suffix: str) -> tuple[int, int, str]:
     raise QuantityError(SUFFIX_ERROR)
 
 
+@functools.lru_cache(maxsize=4096)
 def parse(text: str) -> Quantity:
-    """Kubernetes' ParseQuantity."""
+    """Kubernetes' ParseQuantity (cached: a cluster uses few distinct quantities)."""
     if not text:
         raise QuantityError(FORMAT_ERROR)
     if text == "0":
@@ -131,14 +142,10 @@ def _kept_verbatim(num: str, denom: str, exponent: int, fmt: str) -> bool:
         precision = 15 - len(num) - int(exponent * 3 / 10) - 1
         return precision >= 0 and not denom and exponent % 10 == 0 and int(shifted) & 7 != 0
     scale = exponent - len(denom)
-    return (
-        scale >= -9
-        and scale % 3 == 0
-        and not shifted.endswith("000")
-        and shifted[0] != "0"
-    )
+    return scale >= -9 and scale % 3 == 0 and not shifted.endswith("000") and shifted[0] != "0"
 
 
+@functools.lru_cache(maxsize=4096)
 def canonical(value: Fraction, fmt: str) -> str:
     """The canonical text of a value in a format (Quantity.String)."""
     if value == 0:
@@ -201,4 +208,3 @@ def from_json(value: object) -> Quantity:
     if isinstance(value, float):
         return parse(format(Decimal(repr(value)), "f"))
     return parse(str(value))
-

@@ -31,21 +31,56 @@ FILE_MODE = "must be a number between 0 and 0777 (octal), both inclusive"
 # Every volume source, in the order Kubernetes examines them, with the path segment it uses
 # when a second source is found.
 _SOURCES = (
-    ("emptyDir", "emptyDir"), ("hostPath", "hostPath"), ("gitRepo", "gitRepo"),
-    ("gcePersistentDisk", "gcePersistentDisk"), ("awsElasticBlockStore", "awsElasticBlockStore"),
-    ("secret", "secret"), ("nfs", "nfs"), ("iscsi", "iscsi"), ("glusterfs", "glusterfs"),
-    ("flocker", "flocker"), ("persistentVolumeClaim", "persistentVolumeClaim"), ("rbd", "rbd"),
-    ("cinder", "cinder"), ("cephfs", "cephFS"), ("quobyte", "quobyte"),
-    ("downwardAPI", "downwarAPI"), ("fc", "fc"), ("flexVolume", "flexVolume"),
-    ("configMap", "configMap"), ("azureFile", "azureFile"), ("vsphereVolume", "vsphereVolume"),
-    ("photonPersistentDisk", "photonPersistentDisk"), ("portworxVolume", "portworxVolume"),
-    ("azureDisk", "azureDisk"), ("storageos", "storageos"), ("projected", "projected"),
-    ("scaleIO", "scaleIO"), ("csi", "csi"), ("ephemeral", "ephemeral"), ("image", "image"),
+    ("emptyDir", "emptyDir"),
+    ("hostPath", "hostPath"),
+    ("gitRepo", "gitRepo"),
+    ("gcePersistentDisk", "gcePersistentDisk"),
+    ("awsElasticBlockStore", "awsElasticBlockStore"),
+    ("secret", "secret"),
+    ("nfs", "nfs"),
+    ("iscsi", "iscsi"),
+    ("glusterfs", "glusterfs"),
+    ("flocker", "flocker"),
+    ("persistentVolumeClaim", "persistentVolumeClaim"),
+    ("rbd", "rbd"),
+    ("cinder", "cinder"),
+    ("cephfs", "cephFS"),
+    ("quobyte", "quobyte"),
+    ("downwardAPI", "downwarAPI"),
+    ("fc", "fc"),
+    ("flexVolume", "flexVolume"),
+    ("configMap", "configMap"),
+    ("azureFile", "azureFile"),
+    ("vsphereVolume", "vsphereVolume"),
+    ("photonPersistentDisk", "photonPersistentDisk"),
+    ("portworxVolume", "portworxVolume"),
+    ("azureDisk", "azureDisk"),
+    ("storageos", "storageos"),
+    ("projected", "projected"),
+    ("scaleIO", "scaleIO"),
+    ("csi", "csi"),
+    ("ephemeral", "ephemeral"),
+    ("image", "image"),
 )
-_HOST_PATH_TYPES = ["", "BlockDevice", "CharDevice", "Directory", "DirectoryOrCreate", "File",
-                    "FileOrCreate", "Socket"]
-_VOLUME_FIELD_PATHS = ["metadata.annotations", "metadata.labels", "metadata.name",
-                       "metadata.namespace", "metadata.uid"]
+_SOURCE_ORDER = {key: index for index, (key, _) in enumerate(_SOURCES)}
+_SOURCE_SEGMENTS = dict(_SOURCES)
+_HOST_PATH_TYPES = [
+    "",
+    "BlockDevice",
+    "CharDevice",
+    "Directory",
+    "DirectoryOrCreate",
+    "File",
+    "FileOrCreate",
+    "Socket",
+]
+_VOLUME_FIELD_PATHS = [
+    "metadata.annotations",
+    "metadata.labels",
+    "metadata.name",
+    "metadata.namespace",
+    "metadata.uid",
+]
 
 
 def blank(parent: dict[str, Any], key: str) -> bool:
@@ -80,10 +115,12 @@ def volumes(value: Any, path: str) -> tuple[set[str], Causes]:
 def _source(vol: dict[str, Any], path: str) -> Causes:
     out: Causes = []
     count = 0
-    for key, segment in _SOURCES:
-        source = vol.get(key)
-        if source is None:
-            continue
+    present = sorted(
+        (k for k, v in vol.items() if k in _SOURCE_ORDER and v is not None),
+        key=_SOURCE_ORDER.__getitem__,
+    )
+    for key in present:
+        source, segment = vol[key], _SOURCE_SEGMENTS[key]
         if count:
             out.append(forbidden(f"{path}.{segment}", "may not specify more than 1 volume type"))
             continue
@@ -102,8 +139,9 @@ def _one_source(key: str, source: dict[str, Any], path: str) -> Causes:
         except QuantityError:
             negative = False
         if negative:
-            out.append(forbidden(f"{path}.sizeLimit",
-                                 "SizeLimit field must be a valid resource quantity"))
+            out.append(
+                forbidden(f"{path}.sizeLimit", "SizeLimit field must be a valid resource quantity")
+            )
     elif key == "hostPath":
         if blank(source, "path"):
             return [required(f"{path}.path")]
@@ -180,9 +218,13 @@ def _downward_file(item: dict[str, Any], path: str) -> Causes:
     if item.get("fieldRef") is not None:
         out += field_selector(obj(item["fieldRef"]), _VOLUME_FIELD_PATHS, f"{path}.fieldRef")
         if item.get("resourceFieldRef") is not None:
-            out.append(invalid(path, "resource",
-                               "fieldRef and resourceFieldRef can not be specified "
-                               "simultaneously"))
+            out.append(
+                invalid(
+                    path,
+                    "resource",
+                    "fieldRef and resourceFieldRef can not be specified simultaneously",
+                )
+            )
     elif item.get("resourceFieldRef") is not None:
         ref = obj(item["resourceFieldRef"])
         if not text(ref.get("containerName")):
@@ -211,8 +253,7 @@ def _projection(source: dict[str, Any], path: str) -> Causes:
                 out += key_to_path(item, f"{here}.{key}.items[{i}]")
                 target = text(item.get("path"))
                 if target and target in paths:
-                    out.append(invalid(path, text(part.get("name")),
-                                       "conflicting duplicate paths"))
+                    out.append(invalid(path, text(part.get("name")), "conflicting duplicate paths"))
                 paths.add(target)
         if src.get("downwardAPI") is not None:
             count += 1
@@ -223,11 +264,21 @@ def _projection(source: dict[str, Any], path: str) -> Causes:
             token = obj(src["serviceAccountToken"])
             seconds = integer(token.get("expirationSeconds"))
             if seconds < 600:
-                out.append(invalid(f"{here}.serviceAccountToken.expirationSeconds", seconds,
-                                   "may not specify a duration less than 10 minutes"))
+                out.append(
+                    invalid(
+                        f"{here}.serviceAccountToken.expirationSeconds",
+                        seconds,
+                        "may not specify a duration less than 10 minutes",
+                    )
+                )
             if seconds > 1 << 32:
-                out.append(invalid(f"{here}.serviceAccountToken.expirationSeconds", seconds,
-                                   "may not specify a duration larger than 2^32 seconds"))
+                out.append(
+                    invalid(
+                        f"{here}.serviceAccountToken.expirationSeconds",
+                        seconds,
+                        "may not specify a duration larger than 2^32 seconds",
+                    )
+                )
             if blank(token, "path"):
                 out.append(required(f"{path}.path"))
             else:
@@ -239,12 +290,25 @@ def _projection(source: dict[str, Any], path: str) -> Causes:
     return out
 
 
-_CONVERTIBLE = frozenset((
-    "metadata.annotations", "metadata.labels", "metadata.name", "metadata.namespace",
-    "metadata.uid", "spec.nodeName", "spec.restartPolicy", "spec.serviceAccountName",
-    "spec.schedulerName", "status.phase", "status.hostIP", "status.hostIPs", "status.podIP",
-    "status.podIPs", "spec.host",
-))
+_CONVERTIBLE = frozenset(
+    (
+        "metadata.annotations",
+        "metadata.labels",
+        "metadata.name",
+        "metadata.namespace",
+        "metadata.uid",
+        "spec.nodeName",
+        "spec.restartPolicy",
+        "spec.serviceAccountName",
+        "spec.schedulerName",
+        "status.phase",
+        "status.hostIP",
+        "status.hostIPs",
+        "status.podIP",
+        "status.podIPs",
+        "spec.host",
+    )
+)
 
 
 def field_selector(ref: dict[str, Any], supported: list[str], path: str) -> Causes:
@@ -275,15 +339,22 @@ def field_selector(ref: dict[str, Any], supported: list[str], path: str) -> Caus
     return []
 
 
-_RESOURCE_FIELDS = ["limits.cpu", "limits.ephemeral-storage", "limits.memory", "requests.cpu",
-                    "requests.ephemeral-storage", "requests.memory"]
+_RESOURCE_FIELDS = [
+    "limits.cpu",
+    "limits.ephemeral-storage",
+    "limits.memory",
+    "requests.cpu",
+    "requests.ephemeral-storage",
+    "requests.memory",
+]
 
 
 def resource_field_selector(ref: dict[str, Any], path: str) -> Causes:
     resource = text(ref.get("resource"))
     if not resource:
         return [required(f"{path}.resource")] if blank(ref, "resource") else []
-    if resource in _RESOURCE_FIELDS or resource.startswith(("requests.hugepages-",
-                                                            "limits.hugepages-")):
+    if resource in _RESOURCE_FIELDS or resource.startswith(
+        ("requests.hugepages-", "limits.hugepages-")
+    ):
         return []
     return [not_supported(f"{path}.resource", resource, _RESOURCE_FIELDS)]

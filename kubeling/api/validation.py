@@ -18,7 +18,7 @@ included) that Kubernetes never enforces; reporting those would reject valid obj
 `rules.validate` reports everything else, including those same fields when present but empty.
 
 Schemas are compiled once into a small node graph (one node per schema, cached), so a check
-costs one dictionary walk: about 30 µs for a typical Deployment.
+costs one dictionary walk: about 50 µs for a typical Deployment.
 """
 
 from __future__ import annotations
@@ -161,12 +161,15 @@ class _Compiler:
             extra = schema.get("additionalProperties")
             if isinstance(extra, dict) and not props:
                 value = self.compile(extra)
-                return _Node(_MAP, "map[string]" + value.go_type, child=value,
-                             quantity_map=value.kind == _QTY)
+                return _Node(
+                    _MAP,
+                    "map[string]" + value.go_type,
+                    child=value,
+                    quantity_map=value.kind == _QTY,
+                )
             if not props:
                 return _Node(_ANY, "interface {}")
-            return _Node(_OBJECT, "", props=props,
-                         required=_ENFORCED_REQUIRED.get(definition, ()))
+            return _Node(_OBJECT, "", props=props, required=_ENFORCED_REQUIRED.get(definition, ()))
         fmt = schema.get("format")
         if "integer" in types:
             bits = fmt if fmt in _INT_RANGES else "int64"
@@ -319,7 +322,7 @@ class _Walk:
                 kind = child.kind
                 if kind in _CONTAINERS:
                     self.visit(item, child, prefix + key, goprefix + key, node.struct)
-                elif kind == _STRING and type(item) is str or kind == _ANY:
+                elif (kind == _STRING and type(item) is str) or kind == _ANY:
                     continue
                 else:
                     self.scalar(item, child, node.struct, goprefix + key)
@@ -465,8 +468,17 @@ def parse_time_error(value: str, micro: bool = False) -> str | None:
     """Go's time.Parse error for a metav1.Time (RFC 3339) or MicroTime value, or None."""
     layout = _RFC3339_MICRO if micro else _RFC3339
     steps: list[tuple[str, str]] = [
-        ("2006", "year"), ("-", ""), ("01", "month"), ("-", ""), ("02", "day"), ("T", ""),
-        ("15", "hour"), (":", ""), ("04", "minute"), (":", ""), ("05", "second"),
+        ("2006", "year"),
+        ("-", ""),
+        ("01", "month"),
+        ("-", ""),
+        ("02", "day"),
+        ("T", ""),
+        ("15", "hour"),
+        (":", ""),
+        ("04", "minute"),
+        (":", ""),
+        ("05", "second"),
     ]
     if micro:
         steps.append((".000000", "micro"))
@@ -489,9 +501,12 @@ def parse_time_error(value: str, micro: bool = False) -> str | None:
         if name == "zone":
             if rest.startswith("Z"):
                 rest = rest[1:]
-            elif len(rest) >= 6 and rest[0] in "+-" and rest[3] == ":" and (
-                rest[1:3] + rest[4:6]
-            ).isdigit():
+            elif (
+                len(rest) >= 6
+                and rest[0] in "+-"
+                and rest[3] == ":"
+                and (rest[1:3] + rest[4:6]).isdigit()
+            ):
                 rest = rest[6:]
             else:
                 return fail(rest, elem)

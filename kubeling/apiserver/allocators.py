@@ -192,3 +192,27 @@ def _cluster_ips(spec: dict[str, Any]) -> list[str]:
 
 def _node_ports(spec: dict[str, Any]) -> list[int]:
     return [p["nodePort"] for p in spec.get("ports") or [] if p.get("nodePort")]
+
+
+def drop_type_dependent_fields(spec: dict[str, Any], old: dict[str, Any]) -> None:
+    """When an update changes a Service's type, clear what only the old type needed.
+
+    As Kubernetes' service strategy does: a field is cleared only when the client left it as
+    it was (so a user who sets a nodePort while switching to ClusterIP still gets told off by
+    validation), and only when the new type has no use for it.
+    """
+    new_type, old_type = spec.get("type", "ClusterIP"), old.get("type", "ClusterIP")
+    if new_type == old_type:
+        return
+    if new_type == "ExternalName" and _cluster_ips(spec) == _cluster_ips(old):
+        for key in ("clusterIP", "clusterIPs", "ipFamilies", "ipFamilyPolicy"):
+            spec.pop(key, None)
+    if not _needs_node_ports(spec) and _node_ports(spec) == _node_ports(old):
+        for port in spec.get("ports") or []:
+            port.pop("nodePort", None)
+        if spec.get("externalTrafficPolicy") == old.get("externalTrafficPolicy"):
+            spec.pop("externalTrafficPolicy", None)
+    if new_type != "LoadBalancer":
+        for key in ("allocateLoadBalancerNodePorts", "loadBalancerClass", "healthCheckNodePort"):
+            if spec.get(key) == old.get(key):
+                spec.pop(key, None)

@@ -71,6 +71,23 @@ class Metrics:
             registry=self.registry,
         )
         closed.set_function(lambda: watch.closed_slow)
+        # Label lookups cost more than the increments; keep the children per label set.
+        self._counters: dict[tuple[str, str, int], Any] = {}
+        self._histograms: dict[tuple[str, str], Any] = {}
+
+    def observe(self, verb: str, resource: str, code: int, started: float, watch: bool) -> None:
+        counter = self._counters.get((verb, resource, code))
+        if counter is None:
+            counter = self.requests.labels(verb, resource, str(code))
+            self._counters[(verb, resource, code)] = counter
+        counter.inc()
+        if watch:
+            return
+        histogram = self._histograms.get((verb, resource))
+        if histogram is None:
+            histogram = self.latency.labels(verb, resource)
+            self._histograms[(verb, resource)] = histogram
+        histogram.observe(time.perf_counter() - started)
 
 
 class ApiApp:
@@ -123,16 +140,16 @@ class ApiApp:
             response = bodies.error_response(err)
         except web.HTTPException as exc:
             # aiohttp's own refusals (e.g. a body over client_max_size) as Status too.
-            refusal = errors.ApiError(exc.status, exc.reason.replace(" ", ""), exc.text or exc.reason)
+            refusal = errors.ApiError(
+                exc.status, exc.reason.replace(" ", ""), exc.text or exc.reason
+            )
             if exc.status == 413:
                 refusal = errors.too_large(bodies.MAX_BODY)
             response = bodies.error_response(refusal)
         except Exception as exc:
             log.exception("internal error serving %s %s", request.method, request.path_qs)
             response = bodies.error_response(errors.internal(f"{type(exc).__name__}: {exc}"))
-        self.metrics.requests.labels(verb, resource, str(response.status)).inc()
-        if "watch" not in request.query:
-            self.metrics.latency.labels(verb, resource).observe(time.perf_counter() - started)
+        self.metrics.observe(verb, resource, response.status, started, "watch" in request.query)
         return response
 
     # -- routing ------------------------------------------------------------------------------
@@ -242,12 +259,20 @@ class ApiApp:
             raise errors.method_not_allowed(request.method, request.path)
 
 
+_KNOWN_LABELS = frozenset(
+    {"", "version", "healthz", "livez", "readyz", "metrics", "openapi", "api", "apis"}
+    | {r.plural for r in REGISTRY.resources}
+)
+
+
 def _resource_label(path: str) -> str:
-    """A low-cardinality label: the plural resource name, or the top-level path."""
+    """A bounded label: the plural resource name, or the top-level path, else "other" (so
+    requests for made-up paths cannot grow the metrics without limit)."""
     parts = [p for p in path.split("/") if p]
-    if not parts or parts[0] not in ("api", "apis"):
-        return parts[0] if parts else ""
-    rest = parts[2:] if parts[0] == "api" else parts[3:]
-    if len(rest) >= 3 and rest[0] == "namespaces":
-        rest = rest[2:]
-    return rest[0] if rest else ""
+    label = parts[0] if parts else ""
+    if label in ("api", "apis"):
+        rest = parts[2:] if label == "api" else parts[3:]
+        if len(rest) >= 3 and rest[0] == "namespaces":
+            rest = rest[2:]
+        label = rest[0] if rest else label
+    return label if label in _KNOWN_LABELS else "other"

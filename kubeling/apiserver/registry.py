@@ -16,8 +16,8 @@ changes nothing is not written (resourceVersion does not move), as in Kubernetes
 from __future__ import annotations
 
 import base64
-import builtins
 import binascii
+import builtins
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -33,7 +33,11 @@ from kubeling.api.prune import prune_unknown
 from kubeling.api.schema import kind_schema
 from kubeling.api.selectors import EVERYTHING, FieldSelector, LabelSelector
 from kubeling.apiserver import objectmeta
-from kubeling.apiserver.allocators import AllocationError, ServiceAllocator
+from kubeling.apiserver.allocators import (
+    AllocationError,
+    ServiceAllocator,
+    drop_type_dependent_fields,
+)
 from kubeling.apiserver.watchcache import WatchCaches, decode_object
 from kubeling.storage import Compacted, Conflict, FutureRevision, KeyExists, KeyNotFound, Store
 from kubeling.util.timefmt import format_time, now_rfc3339, utcnow
@@ -202,16 +206,32 @@ class ObjectRegistry:
     # -- create -------------------------------------------------------------------------------
 
     def _decode_checks(
-        self, info: ResourceInfo, obj: dict[str, Any], opts: WriteOptions
+        self,
+        info: ResourceInfo,
+        obj: dict[str, Any],
+        opts: WriteOptions,
+        strategic_patch: Any = None,
     ) -> tuple[dict[str, Any], builtins.list[errors.Cause]]:
         """Structure, unknown fields (per fieldValidation) and pruning of an incoming object;
-        returns the pruned object and the required fields it lacks."""
+        returns the pruned object and the required fields it lacks.
+
+        Unknown fields under Strict are a 400, except after a strategic merge patch, where
+        Kubernetes reports them as an invalid `patch` (422) naming the patch it applied."""
         report = validation.check_structure(info, obj)
         if report.type_errors:
             raise errors.bad_request(report.type_errors[0])
         if report.unknown_fields:
             if opts.field_validation == "Strict":
-                raise validation.strict_error(info, report.unknown_fields)
+                strict = validation.strict_error(info, report.unknown_fields)
+                if strategic_patch is None:
+                    raise strict
+                detail = strict.message.split("strict decoding error: ", 1)[-1]
+                cause = errors.invalid_value(
+                    "patch",
+                    orjson.dumps(strategic_patch).decode(),
+                    f"strict decoding error: {detail}",
+                )
+                raise errors.invalid("", "", [cause])
             if opts.field_validation == "Warn":
                 opts.warnings.extend(validation.warning_texts(report.unknown_fields))
             obj = prune_unknown(obj, kind_schema(info.group, info.version, info.kind))
@@ -260,24 +280,24 @@ class ObjectRegistry:
         stored = to_storage(info, obj)
         kind = storage_kind(info)
         objectmeta.prepare_create(kind, stored)
-        defaults.apply_defaults(kind, stored)
         name = stored["metadata"].get("name", "")
-        self._validate(kind, stored, None, missing)
+        # Admission (the namespace must exist and not be terminating) precedes validation.
         await self._check_namespace(info, namespace, name)
+        defaults.apply_defaults(kind, stored)
+        self._validate(kind, stored, None, missing)
         self._allocate(info, stored, None)
+        if opts.dry_run:
+            self._unallocate(info, stored, None)
+            return from_storage(info, stored)
         try:
-            if opts.dry_run:
-                return from_storage(info, stored)
-            try:
-                kv = await self.store.create(info.storage_key(namespace, name), _encode(stored))
-            except KeyExists:
-                raise errors.already_exists(info.qualified, name, info.group) from None
+            kv = await self.store.create(info.storage_key(namespace, name), _encode(stored))
+        except KeyExists:
+            self._unallocate(info, stored, None)
+            raise errors.already_exists(info.qualified, name, info.group) from None
         except BaseException:
             self._unallocate(info, stored, None)
             raise
-        if opts.dry_run:
-            self._unallocate(info, stored, None)
-        return from_storage(info, decode_object(kv.value, kv.mod_revision))
+        return from_storage(info, _stored_at(stored, kv.mod_revision))
 
     # -- update -------------------------------------------------------------------------------
 
@@ -323,6 +343,7 @@ class ObjectRegistry:
         *,
         subresource: str = "",
         create_with: dict[str, Any] | None = None,
+        strategic_patch: Any = None,
     ) -> tuple[dict[str, Any], bool]:
         """PATCH: `apply_patch(current)` gives the new object; returns (object, created).
 
@@ -342,7 +363,7 @@ class ObjectRegistry:
             if not isinstance(patched, dict):
                 raise errors.bad_request("the patch did not produce an object")
             patched = self._set_type(info, patched)
-            patched, state["missing"] = self._decode_checks(info, patched, opts)
+            patched, state["missing"] = self._decode_checks(info, patched, opts, strategic_patch)
             meta = patched.setdefault("metadata", {})
             if meta.get("name") != name:
                 raise errors.bad_request(
@@ -391,6 +412,8 @@ class ObjectRegistry:
                 raise errors.conflict(info.qualified, name, errors.STALE_OBJECT, info.group)
             new = to_storage(info, new_view)
             kind = storage_kind(info)
+            if info is SERVICES and subresource == "":
+                drop_type_dependent_fields(new.setdefault("spec", {}), old.get("spec") or {})
             if subresource == "status":
                 new = objectmeta.prepare_status_update(new, old)
             else:
@@ -433,7 +456,7 @@ class ObjectRegistry:
                 self._unallocate(info, new, old)
                 raise errors.not_found(info.qualified, name, info.group) from None
             self._release_dropped(info, new, old)
-            return from_storage(info, decode_object(written.value, written.mod_revision))
+            return from_storage(info, _stored_at(new, written.mod_revision))
         raise errors.ApiError(
             409, "Conflict", f"too many concurrent writes to {info.qualified} {name!r}"
         )
@@ -632,6 +655,12 @@ def int_rv(text: str) -> int:
     if value < 0:
         raise errors.bad_request(f'invalid resource version "{text}"')
     return value
+
+
+def _stored_at(obj: dict[str, Any], revision: int) -> dict[str, Any]:
+    """The object just written, as a reader will see it (saves decoding what we encoded)."""
+    obj["metadata"]["resourceVersion"] = str(revision)
+    return obj
 
 
 def _encode(obj: dict[str, Any]) -> bytes:

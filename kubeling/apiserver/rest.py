@@ -268,6 +268,7 @@ class RestHandlers:
             opts,
             subresource=target.subresource,
             create_with=create_with,
+            strategic_patch=body if content_type == bodies.STRATEGIC_PATCH else None,
         )
         return self._object_response(request, info, obj, 201 if created else 200, opts.warnings)
 

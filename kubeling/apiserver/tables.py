@@ -133,6 +133,7 @@ def _is_table(media: str, params: Mapping[str, str]) -> bool:
     )
 
 
+@functools.lru_cache(maxsize=256)
 def parse_table_accept(accept: str) -> bool:
     """Whether the preferred acceptable media range of `accept` is a `meta.k8s.io` Table.
 

@@ -302,10 +302,12 @@ def test_lease_renewal_is_stored(api: Any, ns: str) -> None:
         },
     )
     body = api.sanitize_for_serialization(created)
-    body["spec"]["renewTime"] = "2026-11-24T01:51:00.000000Z"
+    # A MicroTime must carry its six fractional digits, as in Kubernetes (the client prints
+    # none for a whole second).
+    body["spec"]["renewTime"] = "2026-11-24T01:51:00.250000Z"
 
     renewed = leases.replace_namespaced_lease("node-1", ns, body)
 
     assert renewed.spec.holder_identity == "node-1"
-    assert renewed.spec.renew_time.isoformat().startswith("2026-11-24T01:51:00")
+    assert renewed.spec.renew_time.isoformat() == "2026-11-24T01:51:00.250000+00:00"
     assert int(renewed.metadata.resource_version) > int(created.metadata.resource_version)

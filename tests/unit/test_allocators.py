@@ -2,7 +2,11 @@ import ipaddress
 
 import pytest
 
-from kubeling.apiserver.allocators import AllocationError, ServiceAllocator
+from kubeling.apiserver.allocators import (
+    AllocationError,
+    ServiceAllocator,
+    drop_type_dependent_fields,
+)
 
 
 def test_cluster_ip_is_allocated_from_the_service_range_and_never_twice():
@@ -69,3 +73,25 @@ def test_rebuild_restores_state_from_stored_services():
         alloc.allocate({"clusterIP": "127.96.0.20"})
     with pytest.raises(AllocationError):
         alloc.allocate({"type": "NodePort", "ports": [{"port": 1, "nodePort": 31000}]})
+
+
+def test_switching_to_cluster_ip_clears_untouched_node_ports():
+    old = {
+        "type": "NodePort",
+        "externalTrafficPolicy": "Cluster",
+        "ports": [{"port": 80, "nodePort": 30080}],
+    }
+    new = {
+        "type": "ClusterIP",
+        "externalTrafficPolicy": "Cluster",
+        "ports": [{"port": 80, "nodePort": 30080}],
+    }
+    drop_type_dependent_fields(new, old)
+    assert new == {"type": "ClusterIP", "ports": [{"port": 80}]}
+
+
+def test_a_node_port_changed_while_switching_type_is_kept_for_validation():
+    old = {"type": "NodePort", "ports": [{"port": 80, "nodePort": 30080}]}
+    new = {"type": "ClusterIP", "ports": [{"port": 80, "nodePort": 30081}]}
+    drop_type_dependent_fields(new, old)
+    assert new["ports"][0]["nodePort"] == 30081

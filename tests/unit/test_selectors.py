@@ -60,8 +60,11 @@ def test_structured_selector_compiles_match_labels_and_expressions():
 
 
 def test_field_selector_supports_kind_specific_fields():
-    pod = {"metadata": {"name": "p", "namespace": "default"}, "spec": {"nodeName": "n1"},
-           "status": {"phase": "Running"}}
+    pod = {
+        "metadata": {"name": "p", "namespace": "default"},
+        "spec": {"nodeName": "n1"},
+        "status": {"phase": "Running"},
+    }
     assert parse_field_selector("spec.nodeName=n1,status.phase!=Failed", "", "Pod").matches(pod)
     assert not parse_field_selector("metadata.name=q", "", "Pod").matches(pod)
     assert parse_field_selector("metadata.name=p", "", "Pod").exact_name() == "p"
@@ -75,7 +78,8 @@ def test_unsupported_field_selector_is_a_400_naming_the_field():
 
 
 def test_event_field_selectors_used_by_kubectl_describe():
-    event = {"involvedObject": {"name": "web", "namespace": "default", "uid": "u1",
-                                "kind": "Deployment"}}
+    event = {
+        "involvedObject": {"name": "web", "namespace": "default", "uid": "u1", "kind": "Deployment"}
+    }
     text = "involvedObject.name=web,involvedObject.namespace=default,involvedObject.uid=u1"
     assert parse_field_selector(text, "", "Event").matches(event)

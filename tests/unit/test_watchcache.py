@@ -22,7 +22,7 @@ async def _caches(capacity: int = 100) -> tuple[MemoryStore, WatchCaches]:
 
 
 async def test_cache_loads_current_objects_with_their_resource_versions():
-    store, caches = await _caches()
+    _store, caches = await _caches()
     try:
         objects = caches.cache_for(PREFIX).objects
         assert objects[PREFIX + "default/before"]["metadata"]["resourceVersion"] == "1"
@@ -36,7 +36,9 @@ async def test_events_arrive_in_order_with_types_and_previous_state():
         cache = caches.cache_for(PREFIX)
         start = cache.start_index(caches.revision)
         kv = await store.create(PREFIX + "default/a", _cm("a"))
-        kv = await store.update(PREFIX + "default/a", _cm("a", "2"), expected_revision=kv.mod_revision)
+        kv = await store.update(
+            PREFIX + "default/a", _cm("a", "2"), expected_revision=kv.mod_revision
+        )
         await store.delete(PREFIX + "default/a")
         await caches.wait_for(kv.mod_revision + 1)
         events = cache.events_from(start)
