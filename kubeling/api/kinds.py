@@ -47,6 +47,8 @@ class ResourceInfo:
     tracks_generation: bool = False
     # Storage is shared by kinds that are views of one resource (core and events.k8s.io Events).
     storage_resource: str = ""
+    # A PUT of a missing object creates it (Kubernetes' AllowCreateOnUpdate).
+    create_on_update: bool = False
     singular: str = field(default="")
 
     @property
@@ -134,7 +136,16 @@ def _build() -> tuple[ResourceInfo, ...]:
             subresources=(_status("Service"),),
             has_status=True,
         ),
-        ResourceInfo("", "v1", "Endpoints", "endpoints", True, ("ep",), singular="endpoints"),
+        ResourceInfo(
+            "",
+            "v1",
+            "Endpoints",
+            "endpoints",
+            True,
+            ("ep",),
+            singular="endpoints",
+            create_on_update=True,
+        ),
         ResourceInfo("", "v1", "ConfigMap", "configmaps", True, ("cm",)),
         ResourceInfo("", "v1", "Secret", "secrets", True),
         ResourceInfo(
@@ -147,7 +158,7 @@ def _build() -> tuple[ResourceInfo, ...]:
             subresources=(_status("Node"),),
             has_status=True,
         ),
-        ResourceInfo("", "v1", "Event", "events", True, ("ev",)),
+        ResourceInfo("", "v1", "Event", "events", True, ("ev",), create_on_update=True),
         ResourceInfo("", "v1", "ServiceAccount", "serviceaccounts", True, ("sa",)),
     ]
     apps = [
@@ -179,9 +190,16 @@ def _build() -> tuple[ResourceInfo, ...]:
     others = [
         ResourceInfo("discovery.k8s.io", "v1", "EndpointSlice", "endpointslices", True),
         ResourceInfo(
-            "events.k8s.io", "v1", "Event", "events", True, ("ev",), storage_resource="events"
+            "events.k8s.io",
+            "v1",
+            "Event",
+            "events",
+            True,
+            ("ev",),
+            storage_resource="events",
+            create_on_update=True,
         ),
-        ResourceInfo("coordination.k8s.io", "v1", "Lease", "leases", True),
+        ResourceInfo("coordination.k8s.io", "v1", "Lease", "leases", True, create_on_update=True),
     ]
     return (*core, *apps, *others)
 

@@ -56,7 +56,7 @@ def pod_spec(spec: dict[str, Any], path: str, is_pod: bool) -> Causes:
     valid_volumes, errs = volumes(spec.get("volumes"), f"{path}.volumes")
     out += errs
     containers = spec.get("containers")
-    if isinstance(containers, list) and not containers:
+    if not containers:
         out.append(required(f"{path}.containers"))
     names_seen: set[str] = set()
     for index, ctr in items(containers):

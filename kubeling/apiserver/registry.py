@@ -179,8 +179,15 @@ class ObjectRegistry:
             if not page.items or not more or not limit or len(items) >= limit:
                 break
             start = page.items[-1].key
-        token = encode_continue(revision, page.items[-1].key) if more and page.items else ""
-        return ListResult(items, str(revision), token)
+        if not (more and page.items):
+            return ListResult(items, str(revision))
+        last = page.items[-1].key
+        remaining = None
+        if labels.empty and fields.empty:
+            # Kubernetes counts what is left only when no selector filters it.
+            rest = await self.store.list(prefix, revision=revision, start_after=last)
+            remaining = len(rest.items)
+        return ListResult(items, str(revision), encode_continue(revision, last), remaining)
 
     def _list_from_cache(
         self, info: ResourceInfo, prefix: str, keep: Callable[[dict[str, Any]], bool]
@@ -244,7 +251,8 @@ class ObjectRegistry:
         old: dict[str, Any] | None,
         missing: builtins.list[errors.Cause],
     ) -> None:
-        causes = [*missing, *rules.validate(info, obj, old)]
+        # The schema's required fields and the rules may name the same field: report it once.
+        causes = list(dict.fromkeys([*missing, *rules.validate(info, obj, old)]))
         if old is not None:
             causes.extend(_finalizer_causes(obj, old))
         if causes:
@@ -310,8 +318,24 @@ class ObjectRegistry:
         opts: WriteOptions,
         *,
         subresource: str = "",
-    ) -> dict[str, Any]:
-        """PUT: replace the object (or its status) with `body`."""
+    ) -> tuple[dict[str, Any], bool]:
+        """PUT: replace the object (or its status) with `body`; returns (object, created).
+
+        Kinds that allow it (Leases, Endpoints, Events) are created by a PUT when missing."""
+        if info.create_on_update and not subresource:
+            key = info.storage_key(namespace, name)
+            if await self.store.get(key) is None:
+                created = dict(body) if isinstance(body, dict) else body
+                if isinstance(created, dict):
+                    meta = dict(created.get("metadata") or {})
+                    meta.pop("resourceVersion", None)
+                    meta.setdefault("name", name)
+                    created["metadata"] = meta
+                try:
+                    return await self.create(info, namespace, created, opts), True
+                except ApiError as err:
+                    if err.reason != "AlreadyExists":
+                        raise
         obj = self._set_type(info, body)
         _check_namespace_field(info, obj, namespace)
         body_name = obj.get("metadata", {}).get("name")
@@ -322,7 +346,7 @@ class ObjectRegistry:
         obj.setdefault("metadata", {})["name"] = name
         obj, missing = self._decode_checks(info, obj, opts)
         pinned = obj.get("metadata", {}).get("resourceVersion") or ""
-        return await self._write(
+        written = await self._write(
             info,
             namespace,
             name,
@@ -332,6 +356,7 @@ class ObjectRegistry:
             pinned=pinned,
             missing=missing,
         )
+        return written, False
 
     async def patch(
         self,

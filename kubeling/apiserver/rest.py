@@ -216,6 +216,8 @@ class RestHandlers:
         meta: dict[str, Any] = {"resourceVersion": result.resource_version}
         if result.continue_token:
             meta["continue"] = result.continue_token
+        if result.remaining is not None:
+            meta["remainingItemCount"] = result.remaining
         return bodies.json_response(
             {
                 "kind": info.list_kind,
@@ -237,10 +239,12 @@ class RestHandlers:
         assert target.name is not None
         opts = write_options(request)
         body = bodies.decode(await bodies.read_body(request), bodies.media_type(request))
-        obj = await self.objects.update(
+        obj, created = await self.objects.update(
             target.info, target.namespace, target.name, body, opts, subresource=target.subresource
         )
-        return self._object_response(request, target.info, obj, 200, opts.warnings)
+        return self._object_response(
+            request, target.info, obj, 201 if created else 200, opts.warnings
+        )
 
     async def _patch(self, request: web.Request, target: Target) -> web.Response:
         assert target.name is not None

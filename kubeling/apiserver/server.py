@@ -142,7 +142,16 @@ class APIServer:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._compactor
         if self._runner is not None:
+            server = self._runner.server
+            transports = [c.transport for c in server.connections] if server else []
             await self._runner.cleanup()
+            # A closed TLS connection waits for the client's close_notify, which an idle
+            # keep-alive client never sends: end those connections now, not 30 s later.
+            for transport in transports:
+                if transport is not None:
+                    transport.abort()
+            # Aborted transports release their sockets on the next loop iteration.
+            await asyncio.sleep(0)
         if self.caches is not None:
             await self.caches.stop()
         if self.store is not None:

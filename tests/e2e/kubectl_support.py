@@ -10,6 +10,7 @@ import queue
 import re
 import signal
 import subprocess
+import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -87,16 +88,18 @@ class Kubectl:
 
 
 class WatchedProcess:
-    """A kubectl child in its own process group; its stdout is read by a thread.
+    """A kubectl child in its own process group; its stdout is read by a thread, its
+    stderr goes to a file (a pipe nobody reads could fill up and block it).
 
-    The machine's kubectl is a dispatcher that starts the real kubectl as its child, so the
-    whole group is killed when the test is done."""
+    The machine's kubectl is a wrapper (the Cloud SDK dispatcher): the whole process group
+    is killed when the test is done, whatever it started."""
 
     def __init__(self, cmd: list[str], env: dict[str, str]) -> None:
+        self._stderr = tempfile.TemporaryFile(mode="w+")  # noqa: SIM115 - closed in kill()
         self.proc = subprocess.Popen(
             cmd,
             stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
+            stderr=self._stderr,
             text=True,
             env=env,
             start_new_session=True,
@@ -124,7 +127,8 @@ class WatchedProcess:
             except queue.Empty:
                 continue
             if line is None:
-                stderr = self.proc.stderr.read() if self.proc.stderr else ""
+                self._stderr.seek(0)
+                stderr = self._stderr.read()
                 raise AssertionError(
                     f"kubectl exited ({self.proc.wait()}) before a matching line; "
                     f"saw {self.lines!r}; stderr: {stderr}"
@@ -138,9 +142,9 @@ class WatchedProcess:
             os.killpg(self.proc.pid, signal.SIGKILL)
         self.proc.wait(timeout=15)
         self._reader.join(timeout=15)
-        for pipe in (self.proc.stdout, self.proc.stderr):
-            if pipe is not None:
-                pipe.close()
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
+        self._stderr.close()
 
 
 def columns(line: str) -> list[str]:
@@ -191,3 +195,21 @@ def deployment(
 
 def configmap(name: str, **data: str) -> dict[str, Any]:
     return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name}, "data": data}
+
+
+def pod(name: str, image: str = "nginx:1.25") -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name, "labels": {"app": name}},
+        "spec": {"containers": [{"name": "web", "image": image, "ports": [{"containerPort": 80}]}]},
+    }
+
+
+def service(name: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": name},
+        "spec": {"selector": {"app": name}, "ports": [{"port": 80, "targetPort": 8080}]},
+    }

@@ -117,8 +117,10 @@ def test_diff_exits_1_and_prints_the_change_when_the_object_differs(kubectl: Kub
     )
 
     assert result.returncode == 1, result.stderr
-    assert re.search(r"^-\s+image: nginx:1\.25$", result.stdout, re.MULTILINE), result.stdout
-    assert re.search(r"^\+\s+image: nginx:1\.26$", result.stdout, re.MULTILINE), result.stdout
+    assert re.search(r"^-\s+- image: nginx:1\.25$", result.stdout, re.MULTILINE), result.stdout
+    assert re.search(r"^\+\s+- image: nginx:1\.26$", result.stdout, re.MULTILINE), result.stdout
+    # A spec change: the would-be object has the next generation.
+    assert re.search(r"^\+\s+generation: 2$", result.stdout, re.MULTILINE), result.stdout
     # diff is a dry run: the live object is unchanged.
     assert _container(kubectl.get_json("deployment", "web"), "web")["image"] == "nginx:1.25"
 
@@ -130,3 +132,54 @@ def test_diff_exits_0_with_no_output_when_the_object_matches(kubectl: Kubectl) -
 
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout == ""
+
+
+def _multi_document() -> str:
+    service = {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": "web"},
+        "spec": {"selector": {"app": "web"}, "ports": [{"port": 80}]},
+    }
+    return yaml.safe_dump_all([configmap("settings", a="1"), deployment("web"), service])
+
+
+def test_apply_of_a_multi_document_file_creates_every_object(kubectl: Kubectl) -> None:
+    out = kubectl("apply", "-f", "-", input=_multi_document()).stdout
+
+    assert out.splitlines() == [
+        "configmap/settings created",
+        "deployment.apps/web created",
+        "service/web created",
+    ]
+
+
+def test_delete_from_a_file_deletes_every_object(kubectl: Kubectl) -> None:
+    kubectl("apply", "-f", "-", input=_multi_document())
+
+    out = kubectl("delete", "-f", "-", input=_multi_document()).stdout
+
+    assert len(out.splitlines()) == 3
+    assert kubectl.absent("configmap", "settings")
+    assert kubectl.absent("deployment", "web")
+    assert kubectl.absent("service", "web")
+
+
+def test_apply_with_server_dry_run_stores_nothing(kubectl: Kubectl) -> None:
+    out = kubectl.apply_manifest(configmap("settings", a="1"), "--dry-run=server")
+    assert out.strip() == "configmap/settings created (server dry run)"
+    assert kubectl.absent("configmap", "settings")
+
+    kubectl.apply_manifest(configmap("settings", a="1"))
+    kubectl.apply_manifest(configmap("settings", a="2"), "--dry-run=server")
+
+    assert kubectl.get_json("configmap", "settings")["data"] == {"a": "1"}
+
+
+def test_create_from_a_large_file(kubectl: Kubectl) -> None:
+    manifest = configmap("big", blob="x" * (400 * 1024))
+
+    out = kubectl.create_manifest(manifest)
+
+    assert out.strip() == "configmap/big created"
+    assert len(kubectl.get_json("configmap", "big")["data"]["blob"]) == 400 * 1024

@@ -49,6 +49,23 @@ def test_create_secret_generic_stores_base64_data(kubectl: Kubectl) -> None:
     assert base64.b64decode(live["data"]["password"]) == b"hunter2"
 
 
+def test_create_service_clusterip(kubectl: Kubectl) -> None:
+    out = kubectl("create", "service", "clusterip", "web", "--tcp=80:8080").stdout
+
+    assert out.strip() == "service/web created"
+    live = kubectl.get_json("service", "web")
+    assert live["spec"]["ports"][0]["port"] == 80
+    assert live["spec"]["ports"][0]["targetPort"] == 8080
+    assert live["spec"]["clusterIP"].startswith("127.")
+
+
+def test_create_serviceaccount(kubectl: Kubectl) -> None:
+    out = kubectl("create", "serviceaccount", "robot").stdout
+
+    assert out.strip() == "serviceaccount/robot created"
+    assert kubectl.get_json("serviceaccount", "robot")["metadata"]["name"] == "robot"
+
+
 def test_create_namespace(kubectl: Kubectl) -> None:
     name = f"{kubectl.ns}-extra"
 
@@ -57,6 +74,27 @@ def test_create_namespace(kubectl: Kubectl) -> None:
     assert out.strip() == f"namespace/{name} created"
     live = kubectl.get_json("namespace", name)
     assert live["status"]["phase"] == "Active"
+
+
+def test_run_creates_a_pod(kubectl: Kubectl) -> None:
+    out = kubectl("run", "shell", "--image=busybox:1.36", "--labels=app=shell").stdout
+
+    assert out.strip() == "pod/shell created"
+    live = kubectl.get_json("pod", "shell")
+    assert live["spec"]["containers"][0]["image"] == "busybox:1.36"
+    assert live["status"]["phase"] == "Pending"
+
+
+def test_expose_creates_a_service_selecting_the_deployment(kubectl: Kubectl) -> None:
+    kubectl.create_manifest(deployment("web"))
+
+    out = kubectl("expose", "deployment", "web", "--port=80", "--target-port=8080").stdout
+
+    assert out.strip() == "service/web exposed"
+    spec = kubectl.get_json("service", "web")["spec"]
+    assert spec["selector"] == {"app": "web"}
+    assert (spec["ports"][0]["port"], spec["ports"][0]["targetPort"]) == (80, 8080)
+    assert spec["type"] == "ClusterIP"
 
 
 # -- label, annotate -------------------------------------------------------------------------
@@ -161,6 +199,78 @@ def test_json_patch_applies_its_operations(kubectl: Kubectl) -> None:
     live = kubectl.get_json("deployment", "web")
     assert live["spec"]["replicas"] == 4
     assert live["metadata"]["labels"]["tier"] == "fe"
+
+
+def test_set_image_updates_the_container_image(kubectl: Kubectl) -> None:
+    kubectl.create_manifest(deployment("web"))
+
+    out = kubectl("set", "image", "deployment/web", "web=nginx:1.27").stdout
+
+    assert out.strip() == "deployment.apps/web image updated"
+    live = kubectl.get_json("deployment", "web")
+    assert live["spec"]["template"]["spec"]["containers"][0]["image"] == "nginx:1.27"
+    assert live["metadata"]["generation"] == 2
+
+
+def test_edit_saves_what_the_editor_changed(
+    kubectl: Kubectl, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    kubectl.create_manifest(deployment("web"))
+    monkeypatch.setenv("KUBE_EDITOR", "sed -i s/nginx:1.25/nginx:1.26/")
+
+    out = kubectl("edit", "deployment", "web").stdout
+
+    assert out.strip() == "deployment.apps/web edited"
+    live = kubectl.get_json("deployment", "web")
+    assert live["spec"]["template"]["spec"]["containers"][0]["image"] == "nginx:1.26"
+
+
+def test_patch_of_the_status_subresource_changes_only_status(kubectl: Kubectl) -> None:
+    kubectl.create_manifest(deployment("web", replicas=2))
+
+    kubectl(
+        "patch",
+        "deployment",
+        "web",
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        '{"spec":{"replicas":9},"status":{"replicas":1}}',
+    )
+
+    live = kubectl.get_json("deployment", "web")
+    assert live["status"]["replicas"] == 1
+    assert live["spec"]["replicas"] == 2
+    assert live["metadata"]["generation"] == 1
+
+
+# -- rollout (no controllers: only the writes kubectl makes) --------------------------------
+
+
+def test_rollout_restart_stamps_the_pod_template(kubectl: Kubectl) -> None:
+    kubectl.create_manifest(deployment("web"))
+
+    out = kubectl("rollout", "restart", "deployment/web").stdout
+
+    assert out.strip() == "deployment.apps/web restarted"
+    live = kubectl.get_json("deployment", "web")
+    assert (
+        "kubectl.kubernetes.io/restartedAt" in live["spec"]["template"]["metadata"]["annotations"]
+    )
+    assert live["metadata"]["generation"] == 2
+
+
+def test_rollout_pause_and_resume_set_paused(kubectl: Kubectl) -> None:
+    kubectl.create_manifest(deployment("web"))
+
+    assert kubectl("rollout", "pause", "deployment/web").stdout.strip() == (
+        "deployment.apps/web paused"
+    )
+    assert kubectl.get_json("deployment", "web")["spec"]["paused"] is True
+    assert kubectl("rollout", "resume", "deployment/web").stdout.strip() == (
+        "deployment.apps/web resumed"
+    )
+    assert "paused" not in kubectl.get_json("deployment", "web")["spec"]
 
 
 # -- scale -----------------------------------------------------------------------------------

@@ -98,8 +98,9 @@ def test_create_generator_of_an_existing_object_already_exists(kubectl: Kubectl)
 
     result = kubectl("create", "configmap", "settings", "--from-literal=a=2", check=False)
 
+    # The generators print the server's message in their own words.
     assert result.returncode == 1
-    assert 'Error from server (AlreadyExists): configmaps "settings" already exists' in (
+    assert 'error: failed to create configmap: configmaps "settings" already exists' in (
         result.stderr
     )
 

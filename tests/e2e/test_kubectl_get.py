@@ -1,38 +1,22 @@
-"""Reading with kubectl: `get` (tables, output formats, selectors, -A, -w), `describe`,
-`get --raw`."""
+"""Reading with kubectl: `get` (tables, output formats, selectors, -A, -w), `get --raw`,
+`api-resources`, `version`."""
 
 from __future__ import annotations
 
 import ipaddress
 import json
 import re
+from typing import Any
 
 import pytest
 import yaml
-from kubectl_support import Kubectl, columns, configmap, deployment, table
+from kubectl_support import Kubectl, columns, configmap, deployment, pod, service, table
+from kubernetes import client
 
 pytestmark = pytest.mark.e2e
 
 AGE = re.compile(r"\d+(s|m|h|d)(\d+(s|m|h))?")
 SERVICE_RANGE = ipaddress.ip_network("127.96.0.0/12")
-
-
-def pod(name: str, image: str = "nginx:1.25") -> dict:
-    return {
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": {"name": name, "labels": {"app": name}},
-        "spec": {"containers": [{"name": "web", "image": image, "ports": [{"containerPort": 80}]}]},
-    }
-
-
-def service(name: str) -> dict:
-    return {
-        "apiVersion": "v1",
-        "kind": "Service",
-        "metadata": {"name": name},
-        "spec": {"selector": {"app": name}, "ports": [{"port": 80, "targetPort": 8080}]},
-    }
 
 
 # -- tables ----------------------------------------------------------------------------------
@@ -60,6 +44,56 @@ def test_get_deployments_prints_ready_up_to_date_available(kubectl: Kubectl) -> 
     assert AGE.fullmatch(rows["web"][4])
 
 
+def test_get_pods_shows_the_status_a_node_reported(kubectl: Kubectl, api: Any) -> None:
+    kubectl.create_manifest(pod("web"))
+    client.CoreV1Api(api).patch_namespaced_pod_status(
+        "web",
+        kubectl.ns,
+        {
+            "status": {
+                "phase": "Running",
+                "podIP": "127.128.0.9",
+                "containerStatuses": [
+                    {
+                        "name": "web",
+                        "ready": True,
+                        "restartCount": 2,
+                        "image": "nginx:1.25",
+                        "imageID": "",
+                        "state": {"running": {"startedAt": "2026-11-24T01:50:38Z"}},
+                    }
+                ],
+            }
+        },
+    )
+
+    header, rows = table(kubectl("get", "pods", "-o", "wide").stdout)
+
+    assert rows["web"][1:4] == ["1/1", "Running", "2"]
+    assert rows["web"][header.index("IP")] == "127.128.0.9"
+
+
+def test_get_deployments_shows_the_status_replicas(kubectl: Kubectl, api: Any) -> None:
+    kubectl.create_manifest(deployment("web", replicas=3))
+    client.AppsV1Api(api).patch_namespaced_deployment_status(
+        "web",
+        kubectl.ns,
+        {
+            "status": {
+                "observedGeneration": 1,
+                "replicas": 3,
+                "readyReplicas": 2,
+                "updatedReplicas": 3,
+                "availableReplicas": 1,
+            }
+        },
+    )
+
+    _, rows = table(kubectl("get", "deployments").stdout)
+
+    assert rows["web"][1:4] == ["2/3", "3", "1"]
+
+
 def test_get_services_prints_type_cluster_ip_and_ports(kubectl: Kubectl) -> None:
     kubectl.create_manifest(service("web"))
 
@@ -70,6 +104,17 @@ def test_get_services_prints_type_cluster_ip_and_ports(kubectl: Kubectl) -> None
     assert kind == "ClusterIP"
     assert ipaddress.ip_address(cluster_ip) in SERVICE_RANGE
     assert (external_ip, ports) == ("<none>", "80/TCP")
+
+
+def test_get_node_port_service_prints_both_ports(kubectl: Kubectl) -> None:
+    manifest = service("web")
+    manifest["spec"]["type"] = "NodePort"
+    kubectl.create_manifest(manifest)
+
+    _, rows = table(kubectl("get", "services").stdout)
+
+    assert rows["web"][1] == "NodePort"
+    assert re.fullmatch(r"80:3\d{4}/TCP", rows["web"][4]), rows["web"]
 
 
 def test_get_configmaps_prints_the_number_of_keys(kubectl: Kubectl) -> None:
@@ -108,6 +153,86 @@ def test_get_wide_adds_the_priority_columns(kubectl: Kubectl) -> None:
     header, rows = table(kubectl("get", "pods", "-o", "wide").stdout)
     assert header[5:] == ["IP", "NODE", "NOMINATED NODE", "READINESS GATES"]
     assert rows["solo"][5:] == ["<none>", "<none>", "<none>", "<none>"]
+
+
+def test_get_pods_wide_shows_the_node_of_a_bound_pod(kubectl: Kubectl) -> None:
+    bound = pod("bound")
+    bound["spec"]["nodeName"] = "node-1"
+    kubectl.create_manifest(bound)
+
+    header, rows = table(kubectl("get", "pods", "-o", "wide").stdout)
+
+    assert rows["bound"][header.index("NODE")] == "node-1"
+
+
+KIND_COLUMNS = {
+    "secrets": ["NAME", "TYPE", "DATA", "AGE"],
+    "replicasets": ["NAME", "DESIRED", "CURRENT", "READY", "AGE"],
+    "endpoints": ["NAME", "ENDPOINTS", "AGE"],
+    "serviceaccounts": ["NAME", "SECRETS", "AGE"],
+    "leases": ["NAME", "HOLDER", "AGE"],
+    "endpointslices": ["NAME", "ADDRESSTYPE", "PORTS", "ENDPOINTS", "AGE"],
+    "events": ["LAST SEEN", "TYPE", "REASON", "OBJECT", "MESSAGE"],
+}
+
+
+def _seed_every_kind(api: Any, ns: str) -> None:
+    core = client.CoreV1Api(api)
+    core.create_namespaced_secret(ns, {"metadata": {"name": "x"}, "data": {"a": "MQ=="}})
+    rs = deployment("x", replicas=2)
+    client.AppsV1Api(api).create_namespaced_replica_set(ns, {**rs, "kind": "ReplicaSet"})
+    core.create_namespaced_endpoints(
+        ns,
+        {
+            "metadata": {"name": "x"},
+            "subsets": [{"addresses": [{"ip": "127.128.0.5"}], "ports": [{"port": 80}]}],
+        },
+    )
+    core.create_namespaced_service_account(ns, {"metadata": {"name": "x"}})
+    client.CoordinationV1Api(api).create_namespaced_lease(
+        ns, {"metadata": {"name": "x"}, "spec": {"holderIdentity": "node-1"}}
+    )
+    client.DiscoveryV1Api(api).create_namespaced_endpoint_slice(
+        ns,
+        {
+            "metadata": {"name": "x"},
+            "addressType": "IPv4",
+            "endpoints": [{"addresses": ["127.128.0.5"]}],
+            "ports": [{"port": 80, "protocol": "TCP"}],
+        },
+    )
+    core.create_namespaced_event(
+        ns,
+        {
+            "metadata": {"name": "x"},
+            "involvedObject": {"kind": "Pod", "name": "web", "namespace": ns},
+            "reason": "Started",
+            "message": "Started container web",
+            "type": "Normal",
+            "lastTimestamp": "2026-11-24T01:50:38Z",
+        },
+    )
+
+
+@pytest.mark.parametrize("resource", sorted(KIND_COLUMNS))
+def test_get_prints_each_kinds_columns(kubectl: Kubectl, api: Any, resource: str) -> None:
+    _seed_every_kind(api, kubectl.ns)
+
+    header, rows = table(kubectl("get", resource).stdout)
+
+    assert header == KIND_COLUMNS[resource]
+    assert len(rows) == 1
+
+
+def test_get_rows_of_secrets_replicasets_endpoints_and_leases(kubectl: Kubectl, api: Any) -> None:
+    _seed_every_kind(api, kubectl.ns)
+
+    assert table(kubectl("get", "secrets").stdout)[1]["x"][1:3] == ["Opaque", "1"]
+    assert table(kubectl("get", "replicasets").stdout)[1]["x"][1:4] == ["2", "0", "0"]
+    assert table(kubectl("get", "endpoints").stdout)[1]["x"][1] == "127.128.0.5:80"
+    assert table(kubectl("get", "leases").stdout)[1]["x"][1] == "node-1"
+    events = kubectl("get", "events").stdout.splitlines()
+    assert columns(events[1])[1:] == ["Normal", "Started", "pod/web", "Started container web"]
 
 
 # -- output formats, selectors ---------------------------------------------------------------
@@ -156,6 +281,39 @@ def test_get_with_a_label_selector_shows_only_matching_objects(kubectl: Kubectl)
     assert out.split() == ["configmap/back"]
 
 
+def test_get_with_a_field_selector(kubectl: Kubectl) -> None:
+    bound = pod("bound")
+    bound["spec"]["nodeName"] = "node-1"
+    kubectl.create_manifest(bound)
+    kubectl.create_manifest(pod("waiting"))
+
+    out = kubectl("get", "pods", "--field-selector=spec.nodeName=node-1", "-o", "name").stdout
+
+    assert out.split() == ["pod/bound"]
+
+
+def test_get_sorted_by_a_field(kubectl: Kubectl) -> None:
+    for name, size in (("b", "3"), ("a", "1"), ("c", "2")):
+        kubectl.create_manifest(configmap(name, size=size))
+
+    out = kubectl("get", "configmaps", "--sort-by=.data.size").stdout
+
+    assert [columns(line)[0] for line in out.splitlines()[1:]] == ["a", "c", "b"]
+
+
+def test_get_label_columns_and_show_labels(kubectl: Kubectl) -> None:
+    manifest = configmap("settings", a="1")
+    manifest["metadata"]["labels"] = {"tier": "web", "team": "blue"}
+    kubectl.create_manifest(manifest)
+
+    header, rows = table(kubectl("get", "configmaps", "-L", "tier").stdout)
+    assert header == ["NAME", "DATA", "AGE", "TIER"]
+    assert rows["settings"][3] == "web"
+    header, rows = table(kubectl("get", "configmaps", "--show-labels").stdout)
+    assert header[-1] == "LABELS"
+    assert rows["settings"][-1] == "team=blue,tier=web"
+
+
 def test_get_all_namespaces_adds_a_namespace_column(kubectl: Kubectl) -> None:
     kubectl.create_manifest(configmap("settings", a="1"))
 
@@ -200,76 +358,40 @@ def test_get_watch_of_one_object_prints_its_changes(kubectl: Kubectl) -> None:
     watch.wait_for_line(lambda line: columns(line)[:2] == ["web", "0/3"])
 
 
-# -- describe --------------------------------------------------------------------------------
-
-
-def _fields(output: str) -> dict[str, str]:
-    """The top-level `Key:   value` lines of kubectl describe."""
-    found = {}
-    for line in output.splitlines():
-        match = re.match(r"^([A-Za-z][\w ]*?):\s+(.*)$", line)
-        if match:
-            found.setdefault(match.group(1), match.group(2).strip())
-    return found
-
-
-def test_describe_deployment_shows_replicas_strategy_and_template(kubectl: Kubectl) -> None:
-    kubectl.create_manifest(deployment("web", replicas=2))
-
-    out = kubectl("describe", "deployment", "web").stdout
-
-    fields = _fields(out)
-    assert fields["Name"] == "web"
-    assert fields["Namespace"] == kubectl.ns
-    assert fields["Selector"] == "app=web"
-    assert fields["Replicas"].startswith("2 desired")
-    # Kubernetes' defaults, which describe prints.
-    assert fields["StrategyType"] == "RollingUpdate"
-    assert fields["RollingUpdateStrategy"] == "25% max unavailable, 25% max surge"
-    assert re.search(r"^\s+Image:\s+nginx:1\.25$", out, re.MULTILINE), out
-    assert re.search(r"^\s+Port:\s+80/TCP$", out, re.MULTILINE), out
-    assert "Events:" in out
-
-
-def test_describe_pod_shows_status_containers_and_qos(kubectl: Kubectl) -> None:
-    kubectl.create_manifest(pod("web"))
-
-    out = kubectl("describe", "pod", "web").stdout
-
-    fields = _fields(out)
-    assert fields["Name"] == "web"
-    assert fields["Namespace"] == kubectl.ns
-    assert fields["Status"] == "Pending"
-    assert fields["QoS Class"] == "BestEffort"
-    assert re.search(r"^\s+Image:\s+nginx:1\.25$", out, re.MULTILINE), out
-    assert re.search(r"^\s+Port:\s+80/TCP$", out, re.MULTILINE), out
-
-
-def test_describe_service_shows_type_ip_and_ports(kubectl: Kubectl) -> None:
-    kubectl.create_manifest(service("web"))
-
-    out = kubectl("describe", "service", "web").stdout
-
-    fields = _fields(out)
-    assert fields["Name"] == "web"
-    assert fields["Type"] == "ClusterIP"
-    assert fields["Selector"] == "app=web"
-    assert ipaddress.ip_address(fields["IP"]) in SERVICE_RANGE
-    assert fields["Port"] == "<unset>  80/TCP"
-    assert fields["TargetPort"] == "8080/TCP"
-
-
-def test_describe_configmap_shows_its_data(kubectl: Kubectl) -> None:
-    kubectl.create_manifest(configmap("settings", color="blue"))
-
-    out = kubectl("describe", "configmap", "settings").stdout
-
-    assert _fields(out)["Name"] == "settings"
-    assert re.search(r"^color:\n-+\nblue$", out, re.MULTILINE), out
-
-
 # -- raw -------------------------------------------------------------------------------------
 
 
 def test_get_raw_readyz_says_ok(kubectl: Kubectl) -> None:
     assert kubectl("get", "--raw", "/readyz").stdout.strip() == "ok"
+
+
+# -- discovery -------------------------------------------------------------------------------
+
+
+def test_get_all_lists_the_workloads_and_services(kubectl: Kubectl) -> None:
+    kubectl.create_manifest(deployment("web"))
+    kubectl.create_manifest(service("web"))
+    kubectl.create_manifest(pod("solo"))
+
+    out = kubectl("get", "all", "-o", "name").stdout.split()
+
+    assert sorted(out) == ["deployment.apps/web", "pod/solo", "service/web"]
+
+
+def test_api_resources_lists_kinds_with_their_short_names(kubectl: Kubectl) -> None:
+    out = kubectl("api-resources").stdout
+
+    header, rows = table(out)
+    assert header == ["NAME", "SHORTNAMES", "APIVERSION", "NAMESPACED", "KIND"]
+    assert rows["deployments"] == ["deployments", "deploy", "apps/v1", "true", "Deployment"]
+    assert rows["pods"] == ["pods", "po", "v1", "true", "Pod"]
+    assert rows["namespaces"] == ["namespaces", "ns", "v1", "false", "Namespace"]
+    # No short names: that cell is blank.
+    assert rows["leases"] == ["leases", "coordination.k8s.io/v1", "true", "Lease"]
+
+
+def test_version_shows_the_server_version(kubectl: Kubectl) -> None:
+    out = kubectl("version", "-o", "json").stdout
+
+    server = json.loads(out)["serverVersion"]
+    assert (server["major"], server["minor"]) == ("1", "32")

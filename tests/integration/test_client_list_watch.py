@@ -65,6 +65,28 @@ def test_list_pods_by_node_name_field_selector(core: client.CoreV1Api, ns: str) 
     assert names(phase) == ["bound", "pending"]
 
 
+def test_list_events_by_involved_object(core: client.CoreV1Api, ns: str) -> None:
+    for name, target in (("e1", "web"), ("e2", "db"), ("e3", "web")):
+        core.create_namespaced_event(
+            ns,
+            {
+                "metadata": {"name": name},
+                "involvedObject": {"kind": "Pod", "name": target, "namespace": ns},
+                "reason": "Started",
+                "message": "started",
+                "type": "Normal",
+            },
+        )
+
+    selector = f"involvedObject.name=web,involvedObject.kind=Pod,involvedObject.namespace={ns}"
+    assert names(core.list_namespaced_event(ns, field_selector=selector)) == ["e1", "e3"]
+    assert names(core.list_namespaced_event(ns, field_selector="reason=Started")) == [
+        "e1",
+        "e2",
+        "e3",
+    ]
+
+
 def test_list_with_an_unsupported_field_selector_is_a_bad_request(
     core: client.CoreV1Api, ns: str
 ) -> None:
@@ -107,6 +129,15 @@ def test_list_paging_with_limit_and_continue(core: client.CoreV1Api, ns: str) ->
 
     assert [len(p) for p in pages] == [3, 3, 1]
     assert sorted(name for page in pages for name in page) == [f"cm-{i}" for i in range(7)]
+
+
+def test_paged_list_reports_the_remaining_item_count(core: client.CoreV1Api, ns: str) -> None:
+    for i in range(5):
+        core.create_namespaced_config_map(ns, configmap(f"cm-{i}", x="1"))
+
+    page = core.list_namespaced_config_map(ns, limit=2)
+
+    assert page.metadata.remaining_item_count == 3
 
 
 def test_list_paging_is_a_consistent_snapshot(core: client.CoreV1Api, ns: str) -> None:
@@ -209,6 +240,67 @@ def test_watch_with_a_label_selector_sees_only_matching_objects(
         stream.close()
 
     assert first == ("ADDED", "mine")
+
+
+def test_watch_with_a_label_selector_sees_objects_leave_and_join(
+    core: client.CoreV1Api, ns: str
+) -> None:
+    start = core.list_namespaced_config_map(ns).metadata.resource_version
+    core.create_namespaced_config_map(ns, configmap("one", {"app": "web"}, x="1"))
+    core.patch_namespaced_config_map("one", ns, {"metadata": {"labels": {"app": "db"}}})
+    core.patch_namespaced_config_map("one", ns, {"metadata": {"labels": {"app": "web"}}})
+
+    w = watch.Watch()
+    stream = w.stream(
+        core.list_namespaced_config_map,
+        ns,
+        label_selector="app=web",
+        resource_version=start,
+        timeout_seconds=WATCH_TIMEOUT,
+        _request_timeout=WATCH_TIMEOUT * 2,
+    )
+    try:
+        seen = [_next_event(stream) for _ in range(3)]
+    finally:
+        w.stop()
+        stream.close()
+
+    # Leaving the selector is a DELETED (with the new state), joining it an ADDED.
+    assert [(kind, obj.metadata.labels["app"]) for kind, _, obj in seen] == [
+        ("ADDED", "web"),
+        ("DELETED", "db"),
+        ("ADDED", "web"),
+    ]
+
+
+def test_watch_sees_a_finalized_deletion_as_modified_then_deleted(
+    core: client.CoreV1Api, ns: str
+) -> None:
+    start = core.list_namespaced_config_map(ns).metadata.resource_version
+    body = configmap("kept", x="1")
+    body["metadata"]["finalizers"] = ["example.com/keep"]
+    core.create_namespaced_config_map(ns, body)
+    core.delete_namespaced_config_map("kept", ns)
+    core.patch_namespaced_config_map("kept", ns, {"metadata": {"finalizers": None}})
+
+    w = watch.Watch()
+    stream = w.stream(
+        core.list_namespaced_config_map,
+        ns,
+        resource_version=start,
+        timeout_seconds=WATCH_TIMEOUT,
+        _request_timeout=WATCH_TIMEOUT * 2,
+    )
+    try:
+        seen = [_next_event(stream) for _ in range(3)]
+    finally:
+        w.stop()
+        stream.close()
+
+    assert [kind for kind, _, _ in seen] == ["ADDED", "MODIFIED", "DELETED"]
+    assert seen[1][2].metadata.deletion_timestamp is not None
+    versions = [int(obj.metadata.resource_version) for _, _, obj in seen]
+    assert versions == sorted(set(versions))
 
 
 def test_watch_ends_after_timeout_seconds(core: client.CoreV1Api, ns: str) -> None:

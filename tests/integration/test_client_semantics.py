@@ -1,6 +1,5 @@
-"""Kubernetes' write semantics through the official client: server-owned metadata, status
-and scale subresources, generation, optimistic concurrency, dry runs, field validation,
-deletion (collections, preconditions, finalizers, graceful pod deletion) and pod binding."""
+"""Kubernetes' write semantics through the official client: server-owned metadata,
+status and scale subresources, generation and optimistic concurrency."""
 
 from __future__ import annotations
 
@@ -8,7 +7,7 @@ import re
 from typing import Any
 
 import pytest
-from client_support import Http, api_status, configmap, deployment, names, pod
+from client_support import api_status, configmap, deployment
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
@@ -194,6 +193,30 @@ def test_replace_with_a_stale_resource_version_conflicts(
     assert core.read_namespaced_config_map("one", ns).data == {"a": "2"}
 
 
+def test_replace_of_a_missing_configmap_is_not_found(core: client.CoreV1Api, ns: str) -> None:
+    with pytest.raises(ApiException) as err:
+        core.replace_namespaced_config_map("nope", ns, configmap("nope", a="1"))
+
+    api_status(err, 404, "NotFound")
+
+
+def test_replace_creates_a_missing_lease(api: Any, ns: str) -> None:
+    # Leases, Endpoints and Events allow create-on-update (PUT) in Kubernetes.
+    leases = client.CoordinationV1Api(api)
+
+    leases.replace_namespaced_lease(
+        "fresh", ns, {"metadata": {"name": "fresh"}, "spec": {"holderIdentity": "a"}}
+    )
+
+    assert leases.read_namespaced_lease("fresh", ns).spec.holder_identity == "a"
+
+
+def test_replace_creates_missing_endpoints(core: client.CoreV1Api, ns: str) -> None:
+    core.replace_namespaced_endpoints("fresh", ns, {"metadata": {"name": "fresh"}})
+
+    assert core.read_namespaced_endpoints("fresh", ns).metadata.name == "fresh"
+
+
 def test_replace_without_a_resource_version_is_unconditional(
     core: client.CoreV1Api, ns: str
 ) -> None:
@@ -202,251 +225,3 @@ def test_replace_without_a_resource_version_is_unconditional(
     replaced = core.replace_namespaced_config_map("one", ns, configmap("one", a="9"))
 
     assert replaced.data == {"a": "9"}
-
-
-# -- dry run and field validation ------------------------------------------------------------
-
-
-def test_dry_run_create_returns_the_object_without_storing_it(
-    core: client.CoreV1Api, ns: str
-) -> None:
-    returned = core.create_namespaced_config_map(ns, configmap("one", a="1"), dry_run="All")
-
-    assert returned.metadata.name == "one"
-    assert returned.data == {"a": "1"}
-    with pytest.raises(ApiException) as err:
-        core.read_namespaced_config_map("one", ns)
-    assert err.value.status == 404
-
-
-def test_dry_run_patch_and_delete_do_not_persist(core: client.CoreV1Api, ns: str) -> None:
-    created = core.create_namespaced_config_map(ns, configmap("one", a="1"))
-
-    patched = core.patch_namespaced_config_map("one", ns, {"data": {"a": "2"}}, dry_run="All")
-    core.delete_namespaced_config_map("one", ns, dry_run="All")
-
-    assert patched.data == {"a": "2"}
-    live = core.read_namespaced_config_map("one", ns)
-    assert live.data == {"a": "1"}
-    assert live.metadata.resource_version == created.metadata.resource_version
-
-
-def test_strict_field_validation_rejects_a_create_with_unknown_fields(
-    http: Http, core: client.CoreV1Api, ns: str
-) -> None:
-    body = {**configmap("one", a="1"), "colour": "red"}
-
-    reply = http.json("POST", f"/api/v1/namespaces/{ns}/configmaps?fieldValidation=Strict", body)
-
-    assert reply.status == 400, reply.body
-    status = reply.json()
-    assert status["reason"] == "BadRequest"
-    assert 'unknown field "colour"' in status["message"]
-    assert names(core.list_namespaced_config_map(ns)) == []
-
-
-def test_strict_field_validation_rejects_a_patch_with_unknown_fields(
-    core: client.CoreV1Api, ns: str
-) -> None:
-    core.create_namespaced_config_map(ns, configmap("one", a="1"))
-
-    with pytest.raises(ApiException) as err:
-        core.patch_namespaced_config_map(
-            "one", ns, {"data": {"a": "2"}, "colour": "red"}, field_validation="Strict"
-        )
-
-    # Kubernetes reports unknown fields of a patch as an invalid `patch` (422), where a
-    # create or update gets 400.
-    status = api_status(err, 422, "Invalid")
-    assert 'unknown field "colour"' in status["message"]
-    assert core.read_namespaced_config_map("one", ns).data == {"a": "1"}
-
-
-def test_warn_field_validation_on_a_patch_drops_unknown_fields(
-    core: client.CoreV1Api, ns: str
-) -> None:
-    core.create_namespaced_config_map(ns, configmap("one", a="1"))
-
-    patched = core.patch_namespaced_config_map(
-        "one", ns, {"data": {"a": "2"}, "colour": "red"}, field_validation="Warn"
-    )
-
-    assert patched.data == {"a": "2"}
-    stored = core.api_client.sanitize_for_serialization(core.read_namespaced_config_map("one", ns))
-    assert "colour" not in stored
-
-
-def test_warn_field_validation_drops_unknown_fields_with_a_warning(
-    http: Http, core: client.CoreV1Api, ns: str
-) -> None:
-    body = {**configmap("one", a="1"), "colour": "red"}
-
-    reply = http.json("POST", f"/api/v1/namespaces/{ns}/configmaps?fieldValidation=Warn", body)
-
-    assert reply.status == 201, reply.body
-    assert "colour" not in reply.json()
-    warnings = reply.headers.get_all("Warning") or []
-    assert any('unknown field "colour"' in w and w.startswith("299 ") for w in warnings), warnings
-    stored = core.api_client.sanitize_for_serialization(core.read_namespaced_config_map("one", ns))
-    assert "colour" not in stored
-    assert stored["data"] == {"a": "1"}
-
-
-def test_strict_create_with_unknown_nested_field_names_its_path(
-    http: Http, core: client.CoreV1Api, ns: str
-) -> None:
-    body = deployment("web")
-    body["spec"]["template"]["spec"]["containers"][0]["colour"] = "red"
-
-    reply = http.json(
-        "POST", f"/apis/apps/v1/namespaces/{ns}/deployments?fieldValidation=Strict", body
-    )
-
-    assert reply.status == 400, reply.body
-    assert 'unknown field "spec.template.spec.containers[0].colour"' in reply.json()["message"]
-
-
-# -- deletion --------------------------------------------------------------------------------
-
-
-def test_delete_collection_deletes_only_matching_objects(core: client.CoreV1Api, ns: str) -> None:
-    for name, tier in (("a", "web"), ("b", "web"), ("c", "db")):
-        core.create_namespaced_config_map(ns, configmap(name, {"tier": tier}, x="1"))
-
-    core.delete_collection_namespaced_config_map(ns, label_selector="tier=web")
-
-    assert names(core.list_namespaced_config_map(ns)) == ["c"]
-
-
-def test_delete_with_a_stale_resource_version_precondition_conflicts(
-    core: client.CoreV1Api, ns: str
-) -> None:
-    created = core.create_namespaced_config_map(ns, configmap("one", a="1"))
-    core.patch_namespaced_config_map("one", ns, {"data": {"a": "2"}})
-
-    with pytest.raises(ApiException) as err:
-        core.delete_namespaced_config_map(
-            "one",
-            ns,
-            body={"preconditions": {"resourceVersion": created.metadata.resource_version}},
-        )
-
-    api_status(err, 409, "Conflict")
-    assert core.read_namespaced_config_map("one", ns).data == {"a": "2"}
-
-
-def test_delete_with_a_matching_uid_precondition_deletes(core: client.CoreV1Api, ns: str) -> None:
-    created = core.create_namespaced_config_map(ns, configmap("one", a="1"))
-
-    with pytest.raises(ApiException) as err:
-        core.delete_namespaced_config_map(
-            "one", ns, body={"preconditions": {"uid": "00000000-0000-0000-0000-000000000000"}}
-        )
-    api_status(err, 409, "Conflict")
-    core.delete_namespaced_config_map(
-        "one", ns, body={"preconditions": {"uid": created.metadata.uid}}
-    )
-
-    assert names(core.list_namespaced_config_map(ns)) == []
-
-
-def test_finalizers_keep_a_deleted_object_until_they_are_removed(
-    core: client.CoreV1Api, ns: str
-) -> None:
-    body = configmap("one", a="1")
-    body["metadata"]["finalizers"] = ["example.com/keep"]
-    core.create_namespaced_config_map(ns, body)
-
-    core.delete_namespaced_config_map("one", ns)
-
-    marked = core.read_namespaced_config_map("one", ns)
-    assert marked.metadata.deletion_timestamp is not None
-    assert marked.metadata.finalizers == ["example.com/keep"]
-    core.patch_namespaced_config_map("one", ns, [{"op": "remove", "path": "/metadata/finalizers"}])
-    with pytest.raises(ApiException) as err:
-        core.read_namespaced_config_map("one", ns)
-    assert err.value.status == 404
-
-
-def test_no_finalizer_can_be_added_to_an_object_being_deleted(
-    core: client.CoreV1Api, ns: str
-) -> None:
-    body = configmap("one", a="1")
-    body["metadata"]["finalizers"] = ["example.com/keep"]
-    core.create_namespaced_config_map(ns, body)
-    core.delete_namespaced_config_map("one", ns)
-
-    with pytest.raises(ApiException) as err:
-        core.patch_namespaced_config_map(
-            "one", ns, {"metadata": {"finalizers": ["example.com/keep", "example.com/more"]}}
-        )
-
-    api_status(err, 422, "Invalid")
-
-
-# -- pods: binding and graceful deletion -----------------------------------------------------
-
-
-def _bind(core: client.CoreV1Api, ns: str, name: str, node: str) -> None:
-    response = core.create_namespaced_pod_binding(
-        name,
-        ns,
-        {"metadata": {"name": name}, "target": {"apiVersion": "v1", "kind": "Node", "name": node}},
-        _preload_content=False,
-    )
-    assert response.status == 201
-
-
-def test_binding_sets_the_pod_node_name(core: client.CoreV1Api, ns: str) -> None:
-    core.create_namespaced_pod(ns, pod("web"))
-
-    _bind(core, ns, "web", "node-1")
-
-    bound = core.read_namespaced_pod("web", ns)
-    assert bound.spec.node_name == "node-1"
-    scheduled = [c for c in bound.status.conditions or [] if c.type == "PodScheduled"]
-    assert [c.status for c in scheduled] == ["True"]
-
-
-def test_binding_a_bound_pod_again_conflicts(core: client.CoreV1Api, ns: str) -> None:
-    core.create_namespaced_pod(ns, pod("web"))
-    _bind(core, ns, "web", "node-1")
-
-    with pytest.raises(ApiException) as err:
-        _bind(core, ns, "web", "node-2")
-
-    assert err.value.status == 409
-    assert core.read_namespaced_pod("web", ns).spec.node_name == "node-1"
-
-
-def test_deleting_a_bound_pod_marks_it_for_graceful_deletion(
-    core: client.CoreV1Api, ns: str
-) -> None:
-    core.create_namespaced_pod(ns, pod("web"))
-    _bind(core, ns, "web", "node-1")
-
-    core.delete_namespaced_pod("web", ns, grace_period_seconds=30)
-
-    marked = core.read_namespaced_pod("web", ns)
-    assert marked.metadata.deletion_timestamp is not None
-    assert marked.metadata.deletion_grace_period_seconds == 30
-
-
-def test_deleting_a_bound_pod_with_grace_period_0_removes_it(
-    core: client.CoreV1Api, ns: str
-) -> None:
-    core.create_namespaced_pod(ns, pod("web"))
-    _bind(core, ns, "web", "node-1")
-    core.delete_namespaced_pod("web", ns)
-
-    core.delete_namespaced_pod("web", ns, grace_period_seconds=0)
-
-    assert names(core.list_namespaced_pod(ns)) == []
-
-
-def test_deleting_an_unbound_pod_removes_it_at_once(core: client.CoreV1Api, ns: str) -> None:
-    core.create_namespaced_pod(ns, pod("web"))
-
-    core.delete_namespaced_pod("web", ns)
-
-    assert names(core.list_namespaced_pod(ns)) == []

@@ -227,6 +227,19 @@ def test_oversized_body_is_a_413_status(http: Http, core: client.CoreV1Api, seed
     assert is_status(reply, 413, "RequestEntityTooLarge")
 
 
+@pytest.mark.parametrize("size", [200 * 1024, 1000 * 1024])
+def test_a_large_body_under_the_limit_is_accepted(
+    core: client.CoreV1Api, ns: str, size: int
+) -> None:
+    # Kubernetes reads request bodies up to 3 MiB; a ConfigMap may hold up to 1 MiB.
+    blob = "x" * size
+
+    created = core.create_namespaced_config_map(ns, configmap("big", blob=blob))
+
+    assert created.data["blob"] == blob
+    assert core.read_namespaced_config_map("big", ns).data["blob"] == blob
+
+
 def test_malformed_json_is_a_400_status(http: Http, core: client.CoreV1Api, seeded: str) -> None:
     with store_unchanged(core, seeded):
         reply = http.request(
