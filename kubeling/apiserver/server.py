@@ -27,6 +27,7 @@ from kubeling.apiserver.rest import RestHandlers
 from kubeling.apiserver.watch import WatchMetrics
 from kubeling.apiserver.watchcache import WatchCaches
 from kubeling.storage import Store, open_store
+from kubeling.storage.encryption import EncryptedStore, Keyring
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +44,7 @@ class ServerConfig:
     compaction_interval: float = 300.0
     compaction_keep: int = 10_000  # revisions of history kept for watches and continue tokens
     watch_cache_capacity: int = 10_000  # events per resource
+    encrypt_secrets: bool = True  # AES-GCM at rest, keys in <data_dir>/encryption-keys
 
     @property
     def datastore_url(self) -> str:
@@ -76,7 +78,11 @@ class APIServer:
     async def start(self) -> None:
         config = self.config
         config.data_dir.mkdir(parents=True, exist_ok=True)
-        self.store = await open_store(config.datastore_url)
+        store = await open_store(config.datastore_url)
+        if config.encrypt_secrets:
+            keyring = Keyring.load_or_create(config.data_dir / "encryption-keys")
+            store = EncryptedStore(store, keyring)
+        self.store = store
         self.caches = WatchCaches(self.store, config.watch_cache_capacity)
         await self.caches.start()
         allocator = ServiceAllocator()

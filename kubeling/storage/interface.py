@@ -23,7 +23,7 @@ Contract (every backend passes tests/storage, one conformance suite):
 from __future__ import annotations
 
 import builtins
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from enum import Enum
 from typing import Protocol
@@ -130,7 +130,7 @@ class Store(Protocol):
         """Delete; returns the last value with `mod_revision` set to the delete's revision."""
         ...
 
-    def watch(self, prefix: str, after: int) -> AsyncIterator[builtins.list[Event]]:
+    def watch(self, prefix: str, after: int) -> AsyncGenerator[builtins.list[Event], None]:
         """Events with revision > `after` for keys under `prefix` (a plain string prefix, as in
         `list`), history first, then live, until the iterator is closed. Raises Compacted /
         FutureRevision on the first iteration when `after` is out of range.
