@@ -1,8 +1,10 @@
 """Decoding of Kubernetes protobuf request bodies into JSON-style objects.
 
-Why: `kubectl create configmap|secret|namespace|serviceaccount|service` uses the typed client,
-which POSTs `application/vnd.kubernetes.protobuf` and does not fall back to JSON on a 415. To
-serve those commands we read the few kinds they send; everything else in kubeling speaks JSON.
+Why: `kubectl create configmap|secret|namespace|serviceaccount|service|deployment` uses the typed
+client, which POSTs `application/vnd.kubernetes.protobuf` and does not fall back to JSON on a 415.
+To serve those commands we read the few kinds they send; everything else in kubeling speaks JSON.
+The core/v1 tables live here; the apps/v1 ones (Deployment and the pod template it embeds) are in
+`protobuf_workloads`, built from the primitives below.
 
 The body is the Kubernetes envelope: the magic `k8s\\x00`, then a `runtime.Unknown` message
 
@@ -12,9 +14,12 @@ and `raw` is the object in the protobuf form of `k8s.io/api` (`generated.proto`)
 decoder (varint, 64-bit, length-delimited, 32-bit) is driven by per-kind field tables; the
 result is what the same object looks like in JSON, with Go's `omitempty` applied: Go marshals
 every non-pointer field, so a `""`, `0` or `false` scalar read from the wire is dropped unless
-the field is a pointer in Go (`keep_zero`), while a present sub-message becomes a (possibly
-empty) object. `bytes` become base64 strings, `Time` an RFC 3339 string (the zero time is
-dropped, as JSON's `null` would be), `IntOrString` an int or a string.
+the field is a pointer in Go or has no `omitempty` (`keep_zero`), while a present sub-message
+becomes a (possibly empty) object. `bytes` become base64 strings, `Time` an RFC 3339 string (the
+zero time is dropped, as JSON's `null` would be), `IntOrString` an int or a string, `Quantity`
+its canonical string. An embedded Go struct (`json:",inline"`, e.g. the LocalObjectReference in
+a ConfigMapKeySelector) is its own message on the wire and merges into its parent in JSON.
+Repeated integers are read both unpacked (what gogo-protobuf writes) and packed.
 
 Contract: `decode(body)` returns a fresh dict whose `apiVersion` and `kind` come from the
 envelope. It raises ApiError 415 (UnsupportedMediaType) for a kind it has no table for or an
@@ -99,19 +104,22 @@ def _signed(value: int) -> int:
 # Field tables
 
 # Scalar and composite field kinds.
-STRING, BYTES, INT, BOOL, MESSAGE, MAP, TIME, INT_OR_STRING = (
-    "string", "bytes", "int", "bool", "message", "map", "time", "intorstring",
+STRING, BYTES, INT, BOOL, MESSAGE, MAP, TIME, INT_OR_STRING, QUANTITY, INLINE = (
+    "string", "bytes", "int", "bool", "message", "map", "time", "intorstring", "quantity",
+    "inline",
 )  # fmt: skip
 _WIRE_OF = {STRING: _LEN, BYTES: _LEN, INT: _VARINT, BOOL: _VARINT, MESSAGE: _LEN, MAP: _LEN,
-            TIME: _LEN, INT_OR_STRING: _LEN}  # fmt: skip
+            TIME: _LEN, INT_OR_STRING: _LEN, QUANTITY: _LEN, INLINE: _LEN}  # fmt: skip
 
 
 @dataclass(frozen=True)
 class Field:
     """One field of a message: its JSON name and how its wire value becomes JSON.
 
-    `keep_zero` marks Go pointer fields (`*bool`, `*string`, ...): an explicit zero value on
-    the wire is meaningful and kept. `map_value` is the value kind of a `map<string, V>`.
+    `keep_zero` marks Go pointer fields (`*bool`, `*string`, ...) and fields without `omitempty`:
+    an explicit zero value on the wire is meaningful and kept. `map_value` is the value kind of a
+    `map<string, V>` (STRING, BYTES or QUANTITY). An INLINE field's `message` is merged into the
+    enclosing object instead of nesting under `name`.
     """
 
     name: str
@@ -139,6 +147,16 @@ def _s(
 
 def _msg(number: int, name: str, message: Message, *, repeated: bool = False) -> tuple[int, Field]:
     return number, Field(name, MESSAGE, repeated=repeated, message=message)
+
+
+def _i(
+    number: int, name: str, *, repeated: bool = False, keep_zero: bool = False
+) -> tuple[int, Field]:
+    return number, Field(name, INT, repeated=repeated, keep_zero=keep_zero)
+
+
+def _b(number: int, name: str, *, keep_zero: bool = False) -> tuple[int, Field]:
+    return number, Field(name, BOOL, keep_zero=keep_zero)
 
 
 OWNER_REFERENCE = _m(
@@ -238,6 +256,7 @@ KINDS: dict[tuple[str, str], Message] = {
 }
 
 _TYPE_META = _m(_s(1, "apiVersion"), _s(2, "kind"))
+_QUANTITY = _m(_s(1, "string"))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -276,16 +295,34 @@ def _int_or_string(value: bytes) -> int | str:
     return int(parts.get("intVal", 0))
 
 
+def _quantity(value: bytes) -> str:
+    """`resource.Quantity` travels as a message holding its canonical string (`"500m"`)."""
+    return str(_decode_message(value, _QUANTITY).get("string", ""))
+
+
+def _packed(value: bytes) -> Iterator[int]:
+    """The varints of a packed repeated integer field."""
+    pos = 0
+    while pos < len(value):
+        item, pos = _varint(value, pos)
+        yield _signed(item)
+
+
 def _map_entry(value: bytes, value_kind: str) -> tuple[str, str]:
     key = ""
     item = ""
     for number, wire, raw in _fields(value):
         if wire != _LEN or number not in (1, 2):
             continue
+        assert isinstance(raw, bytes)
         if number == 1:
             key = _text(raw)
+        elif value_kind == BYTES:
+            item = _b64(raw)
+        elif value_kind == QUANTITY:
+            item = _quantity(raw)
         else:
-            item = _b64(raw) if value_kind == BYTES else _text(raw)
+            item = _text(raw)
     return key, item
 
 
@@ -306,6 +343,8 @@ def _scalar(spec: Field, wire: int, raw: int | bytes) -> Any:
         return _time(raw)
     if spec.kind == INT_OR_STRING:
         return _int_or_string(raw)
+    if spec.kind == QUANTITY:
+        return _quantity(raw)
     assert spec.message is not None
     return _decode_message(raw, spec.message)
 
@@ -327,7 +366,14 @@ def _decode_message(buf: bytes, message: Message) -> dict[str, Any]:
             key, item = _map_entry(raw, spec.map_value)
             out.setdefault(spec.name, {})[key] = item
             continue
+        if spec.kind == INT and spec.repeated and wire == _LEN:
+            assert isinstance(raw, bytes)
+            out.setdefault(spec.name, []).extend(_packed(raw))
+            continue
         value = _scalar(spec, wire, raw)
+        if spec.kind == INLINE:
+            out.update(value)
+            continue
         if spec.repeated:
             out.setdefault(spec.name, []).append(value)
         elif spec.keep_zero and value is not None:
@@ -365,6 +411,17 @@ def _envelope(buf: bytes) -> tuple[dict[str, Any], bytes, str]:
     return type_meta, raw, encoding
 
 
+def _table(api_version: str, kind: str) -> Message | None:
+    """The field table of a kind, or None.
+
+    The workload tables are imported here rather than at the top because they are built from
+    this module's primitives; a top-level import either way round would be circular.
+    """
+    from kubeling.api import protobuf_workloads
+
+    return KINDS.get((api_version, kind)) or protobuf_workloads.KINDS.get((api_version, kind))
+
+
 def decode(body: bytes) -> dict[str, Any]:
     """Decode a `k8s\\x00`-prefixed protobuf body into a JSON-style object.
 
@@ -383,7 +440,7 @@ def decode(body: bytes) -> dict[str, Any]:
         raise bad_request("the protobuf envelope does not name the object's apiVersion and kind")
     if encoding:
         raise _unsupported(f"a payload with content encoding {encoding!r}")
-    message = KINDS.get((api_version, kind))
+    message = _table(api_version, kind)
     if message is None:
         raise _unsupported(f"{api_version}, Kind={kind}")
     try:

@@ -29,9 +29,19 @@ from kubeling.api.conversion import from_storage
 from kubeling.api.kinds import ResourceInfo
 from kubeling.api.selectors import FieldSelector, LabelSelector
 from kubeling.apiserver import tables
-from kubeling.apiserver.watchcache import ADDED, DELETED, MODIFIED, CacheEvent, Expired, WatchCaches
+from kubeling.apiserver.watchcache import (
+    ADDED,
+    DELETED,
+    MODIFIED,
+    CacheEvent,
+    Expired,
+    ResourceCache,
+    WatchCaches,
+)
 
 BOOKMARK_INTERVAL = 30.0
+# How often a blocked write checks whether its watcher has fallen off the shared log.
+STUCK_CHECK_INTERVAL = 1.0
 INITIAL_EVENTS_END = "k8s.io/initial-events-end"
 
 
@@ -155,7 +165,9 @@ async def serve_watch(
             cursor += len(events)
             chunk = _render(req, events, key_prefix, name, matches, plain)
             if chunk:
-                await response.write(chunk)
+                if not await _send(request, response, chunk, cache, cursor):
+                    metrics.closed_slow += 1
+                    return response
                 last_sent = time.monotonic()
             wait = BOOKMARK_INTERVAL
             if deadline is not None:
@@ -174,6 +186,31 @@ async def serve_watch(
         return response
     finally:
         metrics.open -= 1
+
+
+async def _send(
+    request: web.Request,
+    response: web.StreamResponse,
+    chunk: bytes,
+    cache: ResourceCache,
+    cursor: int,
+) -> bool:
+    """Write `chunk`; False (and the connection aborted) when the client stops reading long
+    enough for the shared log to overtake this watcher while the write is blocked."""
+    write = asyncio.ensure_future(response.write(chunk))
+    try:
+        while True:
+            done, _ = await asyncio.wait({write}, timeout=STUCK_CHECK_INTERVAL)
+            if done:
+                write.result()
+                return True
+            if cache.events_from(cursor) is None:
+                if request.transport is not None:
+                    request.transport.abort()
+                return False
+    finally:
+        if not write.done():
+            write.cancel()
 
 
 def _render(
@@ -201,6 +238,15 @@ def _render(
             kind = DELETED
         else:
             kind = ""
+        if kind == DELETED and ev.type != DELETED and ev.prev is not None:
+            # Left the selector: the watcher is told about the object it knew (the previous
+            # state), at the revision of the change, as Kubernetes' watch cache does.
+            gone = {
+                **ev.prev,
+                "metadata": {**ev.prev.get("metadata", {}), "resourceVersion": str(ev.revision)},
+            }
+            out.append(_encode_event(req, kind, gone))
+            continue
         if not kind:
             continue
         if plain and kind == ev.type:

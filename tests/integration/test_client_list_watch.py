@@ -265,12 +265,15 @@ def test_watch_with_a_label_selector_sees_objects_leave_and_join(
         w.stop()
         stream.close()
 
-    # Leaving the selector is a DELETED (with the new state), joining it an ADDED.
+    # Leaving the selector is a DELETED carrying the state the watcher knew (the previous
+    # one, at the revision of the change), as Kubernetes' watch cache sends; joining is ADDED.
     assert [(kind, obj.metadata.labels["app"]) for kind, _, obj in seen] == [
         ("ADDED", "web"),
-        ("DELETED", "db"),
+        ("DELETED", "web"),
         ("ADDED", "web"),
     ]
+    revisions = [int(obj.metadata.resource_version) for _, _, obj in seen]
+    assert revisions == sorted(revisions) and len(set(revisions)) == 3
 
 
 def test_watch_sees_a_finalized_deletion_as_modified_then_deleted(

@@ -1,0 +1,318 @@
+"""The `kubeling` command line as users run it: real child processes (`python -m kubeling`)
+on temporary data dirs and free ports, driven with the pinned kubectl and stopped by signals."""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import json
+import os
+import queue
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from kubeling import __version__
+from kubeling.testing.cluster import pinned_kubectl
+
+pytestmark = pytest.mark.e2e
+
+START_TIMEOUT = 30.0  # seconds for a server to print that it is ready
+STOP_TIMEOUT = 15.0  # seconds for a server to exit after a signal
+SYSTEM_NAMESPACES = ["default", "kube-node-lease", "kube-public", "kube-system"]
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class Kubeling:
+    """`python -m kubeling <command> --data-dir D --port P` as a child process. Its stdout is
+    read line by line by a thread; its stderr goes to a file (an unread pipe could fill)."""
+
+    def __init__(self, command: str, data_dir: Path, port: int, *extra: str) -> None:
+        self.data_dir = data_dir
+        self.port = port
+        self._stderr = tempfile.TemporaryFile(mode="w+")  # noqa: SIM115 - closed in close()
+        self.proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "kubeling",
+                command,
+                "--data-dir",
+                str(data_dir),
+                "--port",
+                str(port),
+                *extra,
+            ],
+            stdout=subprocess.PIPE,
+            stderr=self._stderr,
+            text=True,
+        )
+        self.lines: list[str] = []
+        self._queue: queue.Queue[str | None] = queue.Queue()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self._queue.put(line.rstrip("\n"))
+        self._queue.put(None)
+
+    def stderr(self) -> str:
+        self._stderr.seek(0)
+        return self._stderr.read()
+
+    def wait_for_line(self, prefix: str, timeout: float = START_TIMEOUT) -> str:
+        """The first new stdout line starting with `prefix`; fails at the deadline."""
+        deadline = time.monotonic() + timeout
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise AssertionError(f"no line {prefix!r} within {timeout}s; saw {self.lines!r}")
+            try:
+                line = self._queue.get(timeout=remaining)
+            except queue.Empty:
+                continue
+            if line is None:
+                raise AssertionError(
+                    f"kubeling exited ({self.proc.wait()}) before printing {prefix!r}; "
+                    f"stdout {self.lines!r}; stderr:\n{self.stderr()}"
+                )
+            self.lines.append(line)
+            if line.startswith(prefix):
+                return line
+
+    def wait_ready(self) -> None:
+        ready = self.wait_for_line("kubeling API server ready at ")
+        assert ready.endswith(f"https://127.0.0.1:{self.port}"), ready
+        self.wait_for_line("export KUBECONFIG=")
+
+    def stop(self, sig: signal.Signals) -> int:
+        """Send `sig` and return the exit code; fails if it takes longer than STOP_TIMEOUT."""
+        self.proc.send_signal(sig)
+        try:
+            return self.proc.wait(timeout=STOP_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            message = f"kubeling did not exit within {STOP_TIMEOUT}s of {sig.name}"
+            raise AssertionError(message) from None
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait(timeout=STOP_TIMEOUT)
+        self._reader.join(timeout=STOP_TIMEOUT)
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
+        self._stderr.close()
+
+    # -- clients ------------------------------------------------------------------------------
+
+    @property
+    def kubeconfig(self) -> Path:
+        return self.data_dir / "kubeconfig.yaml"
+
+    def kubectl(self, *args: str, kubeconfig: Path | None = None) -> str:
+        """Run the pinned kubectl (own HOME and cache) against this server; returns stdout."""
+        with tempfile.TemporaryDirectory(prefix="kubeling-home-") as home:
+            env = {**os.environ, "KUBECONFIG": str(kubeconfig or self.kubeconfig), "HOME": home}
+            env.pop("KUBE_FEATURE_WatchListClient", None)
+            result = subprocess.run(
+                [pinned_kubectl(), "--cache-dir", os.path.join(home, "cache"), *args],
+                capture_output=True,
+                text=True,
+                env=env,
+                timeout=60,
+            )
+        assert result.returncode == 0, f"kubectl {' '.join(args)}: {result.stderr}"
+        return result.stdout
+
+    @property
+    def token(self) -> str:
+        return (self.data_dir / "admin-token").read_text().strip()
+
+    def connect(self) -> http.client.HTTPSConnection:
+        context = ssl.create_default_context(cafile=str(self.data_dir / "tls" / "ca.crt"))
+        return http.client.HTTPSConnection("127.0.0.1", self.port, context=context, timeout=30)
+
+    def request(self, path: str, token: str | None) -> tuple[int, dict]:
+        """GET `path` over HTTPS verified by the data dir's CA, with `token` (or none)."""
+        conn = self.connect()
+        headers = {"Accept": "application/json"}
+        if token is not None:
+            headers["Authorization"] = f"Bearer {token}"
+        try:
+            conn.request("GET", path, headers=headers)
+            response = conn.getresponse()
+            return response.status, json.loads(response.read())
+        finally:
+            conn.close()
+
+
+@contextlib.contextmanager
+def running(command: str, data_dir: Path, port: int | None = None) -> Iterator[Kubeling]:
+    """A ready kubeling server; killed at the end of the block if it is still running."""
+    server = Kubeling(command, data_dir, port or free_port())
+    try:
+        server.wait_ready()
+        yield server
+    finally:
+        server.close()
+
+
+def _namespaces(server: Kubeling, kubeconfig: Path | None = None) -> list[str]:
+    out = server.kubectl("get", "namespaces", "-o", "name", kubeconfig=kubeconfig)
+    return sorted(line.removeprefix("namespace/") for line in out.split())
+
+
+def _fails_to_start(*args: str) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run(
+        [sys.executable, "-m", "kubeling", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode != 0, result
+    assert "ready at" not in result.stdout, result.stdout
+    assert "Traceback" not in result.stderr, result.stderr
+    return result
+
+
+# -- version ---------------------------------------------------------------------------------
+
+
+def test_version_prints_kubeling_and_kubernetes_api_versions() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "kubeling", "version"], capture_output=True, text=True, timeout=60
+    )
+
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert any(__version__ in line and "Kubernetes API v1.32" in line for line in lines), lines
+
+
+# -- up / server, signals --------------------------------------------------------------------
+
+
+def test_up_prints_the_kubeconfig_export_and_stops_cleanly_on_sigint(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    server = Kubeling("up", data_dir, free_port())
+    try:
+        export = server.wait_for_line("export KUBECONFIG=")
+        assert export == f"export KUBECONFIG={data_dir}/kubeconfig.yaml"
+        assert server.lines[0].startswith("kubeling API server ready at https://127.0.0.1:")
+
+        assert _namespaces(server) == SYSTEM_NAMESPACES
+
+        assert server.stop(signal.SIGINT) == 0, server.stderr()
+        assert "Traceback" not in server.stderr()
+    finally:
+        server.close()
+
+
+def test_server_stops_cleanly_on_sigterm_even_with_an_open_watch(tmp_path: Path) -> None:
+    with running("server", tmp_path / "data") as server:
+        assert _namespaces(server) == SYSTEM_NAMESPACES
+        watch = server.connect()
+        try:
+            watch.request(
+                "GET",
+                "/api/v1/namespaces?watch=true&fieldSelector=metadata.name%3Ddefault",
+                headers={"Authorization": f"Bearer {server.token}"},
+            )
+            response = watch.getresponse()
+            assert response.status == 200
+            assert json.loads(response.readline())["type"] == "ADDED"
+
+            assert server.stop(signal.SIGTERM) == 0, server.stderr()
+        finally:
+            watch.close()
+        assert "Traceback" not in server.stderr()
+
+
+def test_restart_on_the_same_data_dir_keeps_objects_and_credentials(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    port = free_port()
+    with running("server", data_dir, port) as server:
+        server.kubectl("create", "configmap", "kept", "--from-literal=k=v")
+        token = (data_dir / "admin-token").read_text()
+        ca = (data_dir / "tls" / "ca.crt").read_bytes()
+        old_kubeconfig = tmp_path / "kubeconfig-before-restart.yaml"
+        old_kubeconfig.write_bytes(server.kubeconfig.read_bytes())
+        assert server.stop(signal.SIGTERM) == 0, server.stderr()
+
+    with running("server", data_dir, port) as server:
+        assert (data_dir / "admin-token").read_text() == token
+        assert (data_dir / "tls" / "ca.crt").read_bytes() == ca
+        # The kubeconfig handed out before the restart still works (same CA, same token).
+        kept = json.loads(
+            server.kubectl("get", "configmap", "kept", "-o", "json", kubeconfig=old_kubeconfig)
+        )
+        assert kept["data"] == {"k": "v"}
+        assert _namespaces(server, old_kubeconfig) == SYSTEM_NAMESPACES
+
+
+# -- start-up errors -------------------------------------------------------------------------
+
+
+def test_server_on_a_port_in_use_exits_with_one_readable_line(tmp_path: Path) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+
+        result = _fails_to_start(
+            "server", "--data-dir", str(tmp_path / "data"), "--port", str(port)
+        )
+
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert "address already in use" in lines[0].lower(), lines[0]
+
+
+def test_server_with_an_unknown_datastore_exits_with_one_readable_line(tmp_path: Path) -> None:
+    result = _fails_to_start(
+        "server",
+        "--data-dir",
+        str(tmp_path / "data"),
+        "--port",
+        str(free_port()),
+        "--datastore",
+        "bogus://x",
+    )
+
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert "datastore" in lines[0] and "bogus" in lines[0], lines[0]
+
+
+# -- authentication --------------------------------------------------------------------------
+
+
+def test_requests_without_or_with_a_wrong_token_are_unauthorized(tmp_path: Path) -> None:
+    with running("server", tmp_path / "data") as server:
+        token = server.token
+        assert server.request("/api/v1/namespaces", token)[0] == 200
+
+        for bad in (None, "not-the-token", token + "x"):
+            code, status = server.request("/api/v1/namespaces", bad)
+            assert code == 401, (bad, status)
+            assert (status["kind"], status["apiVersion"]) == ("Status", "v1"), status
+            assert (status["status"], status["code"], status["reason"]) == (
+                "Failure",
+                401,
+                "Unauthorized",
+            ), status
