@@ -206,6 +206,7 @@ def main() -> None:
     parser.add_argument("--watchers", type=int, default=1000)
     parser.add_argument("--events", type=int, default=50)
     parser.add_argument("--clients", type=int, default=2, help="client processes")
+    parser.add_argument("--skip-store", action="store_true", help="skip the store-only phase")
     args = parser.parse_args()
     data_dir = Path(tempfile.mkdtemp(prefix="kubeling-bench-"))
     server = subprocess.Popen(
@@ -234,6 +235,11 @@ def main() -> None:
         server.terminate()
         server.wait(timeout=30)
         shutil.rmtree(data_dir, ignore_errors=True)
+    if not args.skip_store:
+        # The store alone, for comparison with what reaches it through HTTPS and validation.
+        print("SQLite store alone (benchmarks/store.py --runs 1):", flush=True)
+        store_bench = Path(__file__).with_name("store.py")
+        subprocess.run([sys.executable, str(store_bench), "--runs", "1"], check=True)
 
 
 if __name__ == "__main__":
