@@ -23,7 +23,7 @@ from fractions import Fraction
 from typing import Any
 
 from kubeling.api.kinds import ResourceInfo
-from kubeling.api.rules_quantity import QuantityError, from_json
+from kubeling.api.quantity import QuantityError, from_json
 from kubeling.api.validation import normalise_quantities
 
 Obj = dict[str, Any]

@@ -13,6 +13,7 @@ import ipaddress
 from typing import Any
 
 from kubeling.api import names
+from kubeling.api.quantity import QuantityError, from_json
 from kubeling.api.rules_meta import (
     Causes,
     duplicate_raw,
@@ -29,7 +30,6 @@ from kubeling.api.rules_meta import (
     required,
     text,
 )
-from kubeling.api.rules_quantity import QuantityError, from_json
 
 _EFFECTS = ["NoSchedule", "PreferNoSchedule", "NoExecute"]
 _PODCIDR_CHANGE = 'node updates may not change podCIDR except from "" to valid'

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from kubeling.api import names
+from kubeling.api.quantity import Quantity, QuantityError, from_json
 from kubeling.api.rules_meta import (
     Causes,
     duplicate,
@@ -27,7 +28,6 @@ from kubeling.api.rules_meta import (
     required,
     text,
 )
-from kubeling.api.rules_quantity import Quantity, QuantityError, from_json
 from kubeling.api.rules_volumes import (
     blank,
     field_selector,

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from kubeling.api import names
+from kubeling.api.quantity import QuantityError, from_json
 from kubeling.api.rules_meta import (
     Causes,
     duplicate,
@@ -24,7 +25,6 @@ from kubeling.api.rules_meta import (
     required,
     text,
 )
-from kubeling.api.rules_quantity import QuantityError, from_json
 
 FILE_MODE = "must be a number between 0 and 0777 (octal), both inclusive"
 

@@ -31,7 +31,7 @@ from typing import Any
 
 from kubeling.api.errors import ApiError, Cause, bad_request, required
 from kubeling.api.kinds import ResourceInfo
-from kubeling.api.rules_quantity import MILLI, QuantityError, check_json, from_json
+from kubeling.api.quantity import MILLI, QuantityError, check_json, from_json
 from kubeling.api.schema import Schema, definition_name, definitions, resolve
 
 _REF = "#/$defs/"

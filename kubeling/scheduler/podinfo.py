@@ -113,7 +113,9 @@ class PodInfo:
             schedule_tolerations=tuple(
                 t for t in tolerations if t.effect in ("", NO_SCHEDULE, NO_EXECUTE)
             ),
-            prefer_tolerations=tuple(t for t in tolerations if t.effect in ("", PREFER_NO_SCHEDULE)),
+            prefer_tolerations=tuple(
+                t for t in tolerations if t.effect in ("", PREFER_NO_SCHEDULE)
+            ),
             required=required_affinity(pod),
             preferred=preferred_terms(pod),
             pinned_nodes=pinned_node_names(pod),

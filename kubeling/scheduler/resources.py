@@ -25,11 +25,11 @@ Contract (Kubernetes 1.32, `resourcehelper.PodRequests` and the scheduler's `Res
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from kubeling.api.rules_quantity import QuantityError, from_json
+from kubeling.api.quantity import QuantityError, from_json
 
 CPU = "cpu"
 MEMORY = "memory"
@@ -168,10 +168,3 @@ def pod_non_zero_requests(pod: Mapping[str, Any]) -> tuple[int, int]:
 def node_allocatable(node: Mapping[str, Any]) -> Resources:
     """`status.allocatable` of a Node (capacity is never used)."""
     return as_resources(resource_list((node.get("status") or {}).get("allocatable")))
-
-
-def sum_scalars(parts: Iterable[tuple[tuple[str, int], ...]]) -> dict[str, int]:
-    total: dict[str, int] = {}
-    for scalars in parts:
-        _add(total, dict(scalars))
-    return total

@@ -58,7 +58,9 @@ class Toleration(NamedTuple):
 
 
 def taint_of(raw: Mapping[str, Any]) -> Taint:
-    return Taint(str(raw.get("key") or ""), str(raw.get("value") or ""), str(raw.get("effect") or ""))
+    return Taint(
+        str(raw.get("key") or ""), str(raw.get("value") or ""), str(raw.get("effect") or "")
+    )
 
 
 def toleration_of(raw: Mapping[str, Any]) -> Toleration:
@@ -113,9 +115,7 @@ def tolerated(tolerations: Iterable[Toleration], taint: Taint) -> bool:
     return any(tolerates(toleration, taint) for toleration in tolerations)
 
 
-def first_untolerated(
-    taints: Iterable[Taint], tolerations: tuple[Toleration, ...]
-) -> Taint | None:
+def first_untolerated(taints: Iterable[Taint], tolerations: tuple[Toleration, ...]) -> Taint | None:
     """The first taint in `taints` that no toleration tolerates, or None."""
     for taint in taints:
         if not tolerated(tolerations, taint):

@@ -11,7 +11,7 @@ import pytest
 
 from kubeling.api import names, rules, validation
 from kubeling.api.kinds import REGISTRY, ResourceInfo
-from kubeling.api.rules_quantity import QuantityError, parse
+from kubeling.api.quantity import QuantityError, parse
 
 
 def info(api_version: str, kind: str) -> ResourceInfo:
