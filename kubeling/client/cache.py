@@ -218,7 +218,7 @@ class Cache:
     def _check(self, key: str, old: Object) -> None:
         if self._snapshots is None:
             return
-        if orjson.dumps(old) != self._snapshots.get(key):
+        if orjson.dumps(old) != self._snapshots.get(key) and key not in self.mutations:
             self.mutations.append(key)
             log.error("cached object %s was mutated in place: copy() before changing", key)
 

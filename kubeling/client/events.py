@@ -36,7 +36,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from collections import OrderedDict, deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -182,7 +181,9 @@ class EventRecorder:
 
     def _unique_nanoseconds(self) -> int:
         """Wall-clock nanoseconds for the name, strictly increasing so names never collide."""
-        now = max(time.time_ns(), self._last_name_ns + 1)
+        moment = self._wall()
+        nanoseconds = int(moment.timestamp()) * 10**9 + moment.microsecond * 1000
+        now = max(nanoseconds, self._last_name_ns + 1)
         self._last_name_ns = now
         return now
 

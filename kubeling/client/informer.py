@@ -132,6 +132,7 @@ class Informer:
         self._resync_task: asyncio.Task[None] | None = None
         self._watch: Watch | None = None
         self._stopping = False
+        self._stop = asyncio.Event()
         self.resource_version = ""
         self._last_list_at = float("-inf")
         # Counters for tests and metrics.
@@ -190,31 +191,56 @@ class Informer:
         await asyncio.wait_for(self._synced.wait(), timeout)
 
     @property
+    def watching(self) -> bool:
+        """A watch stream is open right now (false while listing or backing off)."""
+        return self._watch is not None and self._watch.established
+
+    @property
     def running(self) -> bool:
         return self._task is not None and not self._task.done()
 
     def start(self) -> None:
         if self._task is not None:
             return
+        loop = asyncio.get_running_loop()
         self._stopping = False
-        self._task = asyncio.get_running_loop().create_task(
-            self._run(), name=f"informer {self.info.qualified}"
-        )
+        self._stop = asyncio.Event()
+        self._task = loop.create_task(self._run(), name=f"informer {self.info.qualified}")
         if self.resync > 0:
-            self._resync_task = asyncio.get_running_loop().create_task(
+            self._resync_task = loop.create_task(
                 self._resync_forever(), name=f"informer resync {self.info.qualified}"
             )
 
-    async def stop(self) -> None:
+    async def stop(self, timeout: float = 5.0) -> None:
+        """End the watch and let the informer finish what it is doing (a request in flight
+        completes rather than being cut mid-way); cancel it after `timeout` seconds."""
         self._stopping = True
+        self._stop.set()
         if self._watch is not None:
             await self._watch.close()
-        for task in (self._task, self._resync_task):
-            if task is not None:
-                task.cancel()
+        if self._resync_task is not None:
+            self._resync_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._resync_task
+        if self._task is not None:
+            try:
+                await asyncio.wait_for(asyncio.shield(self._task), timeout)
+            except TimeoutError:
+                self._task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
-                    await task
+                    await self._task
         self._task = self._resync_task = None
+
+    async def _sleep(self, seconds: float) -> None:
+        """Sleep on the clock; `stop()` ends the sleep early."""
+        sleeper = asyncio.ensure_future(self._clock.sleep(seconds))
+        stopper = asyncio.ensure_future(self._stop.wait())
+        try:
+            await asyncio.wait((sleeper, stopper), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (sleeper, stopper):
+                task.cancel()
+            await asyncio.gather(sleeper, stopper, return_exceptions=True)
 
     # -- list and watch -----------------------------------------------------------------------
 
@@ -225,7 +251,8 @@ class Informer:
                 if need_list:
                     await self._list()
                     need_list = False
-                await self._watch_once()
+                if not self._stopping:
+                    await self._watch_once()
             except asyncio.CancelledError:
                 raise
             except ApiError as err:
@@ -237,22 +264,22 @@ class Informer:
                     self.expired += 1
                     need_list = True
                     if self._clock.now() - self._last_list_at < 1.0:
-                        await self._clock.sleep(self._backoff.next_delay())
+                        await self._sleep(self._backoff.next_delay())
                     continue
                 log.warning("%r: %s %s; relisting after back-off", self, err.code, err.reason)
                 need_list = True
-                await self._clock.sleep(self._backoff.next_delay())
+                await self._sleep(self._backoff.next_delay())
             except (aiohttp.ClientError, OSError, TimeoutError, ValueError) as err:
                 if self._stopping:
                     return
                 log.warning("%r: %r; relisting after back-off", self, err)
                 need_list = True
-                await self._clock.sleep(self._backoff.next_delay())
+                await self._sleep(self._backoff.next_delay())
             except Exception:
                 # A bug must not silently end the informer: every controller would go stale.
                 log.exception("%r: unexpected failure; relisting after back-off", self)
                 need_list = True
-                await self._clock.sleep(self._backoff.next_delay())
+                await self._sleep(self._backoff.next_delay())
 
     async def _list(self) -> None:
         result = await self.client.list(
@@ -303,7 +330,7 @@ class Informer:
             self._watch = None
         if events == 0 and self._clock.now() - started < 1.0 and not self._stopping:
             # A watch that ends at once without a word is a server in trouble: do not spin.
-            await self._clock.sleep(self._backoff.next_delay())
+            await self._sleep(self._backoff.next_delay())
 
     def _apply(self, kind: str, obj: Object) -> None:
         rv = _rv(obj)

@@ -56,11 +56,16 @@ class Watch:
     def closed(self) -> bool:
         return self._closed
 
+    @property
+    def established(self) -> bool:
+        """The server has answered and the stream is open."""
+        return self._response is not None and not self._closed
+
     async def open(self) -> Watch:
         if self._response is None and not self._closed:
             response = await self._opener()
             if self._closed:  # closed by the caller while the request was on its way
-                response.close()
+                _abort(response)
             else:
                 self._response = response
         return self
@@ -124,4 +129,13 @@ class Watch:
             if response.content.at_eof():
                 response.release()  # read to the end: the connection can be reused
             else:
-                response.close()
+                _abort(response)
+
+
+def _abort(response: aiohttp.ClientResponse) -> None:
+    """Drop a response mid-stream. Not `close()`: a graceful TLS close waits for the
+    server's close_notify, so the socket could outlive the client (and its event loop)."""
+    connection = response.connection
+    if connection is not None and connection.transport is not None:
+        connection.transport.abort()
+    response.close()

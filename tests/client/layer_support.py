@@ -77,32 +77,39 @@ async def eventually(
 
 
 class CuttableProxy:
-    """A TCP forwarder to `target`: `cut()` drops every connection and refuses new ones
-    until `restore()`. TLS passes through untouched."""
+    """A TCP forwarder to `target`: `cut()` drops every connection and stops listening (new
+    connections are refused, as by a server that is down) until `restore()`. TLS passes
+    through untouched."""
 
     def __init__(self, host: str, port: int) -> None:
         self.target = (host, port)
         self.port = 0
-        self.up = True
-        self.accepted = 0
         self._server: asyncio.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
         self._tasks: set[asyncio.Task[None]] = set()
+        self._generation = 0  # bumped by cut(): connections of older generations are dropped
 
     async def start(self) -> CuttableProxy:
-        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        generation = self._generation
+
+        async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            await self._serve(generation, reader, writer)
+
+        self._server = await asyncio.start_server(serve, "127.0.0.1", self.port)
         self.port = self._server.sockets[0].getsockname()[1]
         return self
 
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        if not self.up:
-            writer.transport.abort()
-            return
-        self.accepted += 1
+    async def _serve(
+        self, generation: int, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
         try:
             up_reader, up_writer = await asyncio.open_connection(*self.target)
         except OSError:
             writer.transport.abort()
+            return
+        if generation != self._generation:  # accepted before a cut(), served after it
+            writer.transport.abort()
+            up_writer.transport.abort()
             return
         self._writers.update((writer, up_writer))
         for src, dst in ((reader, up_writer), (up_reader, writer)):
@@ -118,20 +125,20 @@ class CuttableProxy:
         dst.transport.abort()
         self._writers.discard(dst)
 
-    def cut(self) -> None:
-        self.up = False
+    async def cut(self) -> None:
+        self._generation += 1
+        if self._server is not None:
+            self._server.close()
+            self._server = None
         for writer in list(self._writers):
             writer.transport.abort()
         self._writers.clear()
 
-    def restore(self) -> None:
-        self.up = True
+    async def restore(self) -> None:
+        await self.start()
 
     async def close(self) -> None:
-        self.cut()
-        if self._server is not None:
-            self._server.close()
-            await self._server.wait_closed()
+        await self.cut()
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)

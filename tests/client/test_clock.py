@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from layer_support import eventually
 
 from kubeling.util.clock import FakeClock, RealClock
 
@@ -26,8 +27,7 @@ async def test_fake_clock_wakes_sleepers_in_deadline_order() -> None:
         woke.append(name)
 
     tasks = [asyncio.create_task(sleeper(n, s)) for n, s in (("c", 3), ("a", 1), ("b", 2))]
-    while clock.sleepers < 3:
-        await asyncio.sleep(0)
+    await eventually(lambda: clock.sleepers == 3, message="three sleepers")
 
     clock.advance(10)
     await asyncio.gather(*tasks)
@@ -38,8 +38,7 @@ async def test_fake_clock_wakes_sleepers_in_deadline_order() -> None:
 async def test_fake_clock_does_not_wake_a_sleeper_before_its_deadline() -> None:
     clock = FakeClock()
     task = asyncio.create_task(clock.sleep(5))
-    while clock.sleepers < 1:
-        await asyncio.sleep(0)
+    await eventually(lambda: clock.sleepers == 1, message="a sleeper")
 
     clock.advance(4.999)
     assert clock.sleepers == 1
@@ -53,8 +52,7 @@ async def test_fake_clock_does_not_wake_a_sleeper_before_its_deadline() -> None:
 async def test_a_cancelled_fake_sleep_is_not_counted_and_does_not_break_advance() -> None:
     clock = FakeClock()
     task = asyncio.create_task(clock.sleep(1))
-    while clock.sleepers < 1:
-        await asyncio.sleep(0)
+    await eventually(lambda: clock.sleepers == 1, message="a sleeper")
 
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
