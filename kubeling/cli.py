@@ -17,7 +17,8 @@ from pathlib import Path
 
 from kubeling import __version__
 from kubeling.apiserver.app import VERSION_INFO
-from kubeling.apiserver.server import APIServer, ServerConfig
+from kubeling.apiserver.server import ServerConfig
+from kubeling.cluster import Cluster
 
 DEFAULT_DATA_DIR = Path.home() / ".kubeling"
 
@@ -50,8 +51,9 @@ def _parser() -> argparse.ArgumentParser:
 
 
 async def _serve(config: ServerConfig) -> None:
-    server = APIServer(config)
-    await server.start()
+    cluster = Cluster(config)
+    await cluster.start()
+    server = cluster.server
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -62,7 +64,7 @@ async def _serve(config: ServerConfig) -> None:
         await stop.wait()
     finally:
         print("stopping...", file=sys.stderr, flush=True)
-        await server.stop()
+        await cluster.stop()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from kubeling.apiserver.server import APIServer, ServerConfig
+from kubeling.cluster import Cluster
 
 T = TypeVar("T")
 
@@ -77,10 +78,15 @@ class TestCluster:
         data_dir: Path | None = None,
         *,
         process: bool = False,
+        controllers: bool = False,
         kubectl: str | None = None,
         **config: Any,
     ) -> None:
         self._own_dir = data_dir is None
+        # Thread mode runs the API server alone unless asked for the controller manager too
+        # (as `kubeling up` runs it); process mode always runs what the CLI runs.
+        self.controllers = controllers
+        self._cluster: Cluster | None = None
         self.data_dir = Path(data_dir or tempfile.mkdtemp(prefix="kubeling-test-"))
         self.process = process
         self.kubectl_path = kubectl or pinned_kubectl()
@@ -122,13 +128,13 @@ class TestCluster:
                     child.wait()
             if child.stdout:
                 child.stdout.close()
-        if self._loop is not None and self._server is not None:
-            asyncio.run_coroutine_threadsafe(self._server.stop(), self._loop).result(timeout=15)
+        if self._loop is not None and self._cluster is not None:
+            asyncio.run_coroutine_threadsafe(self._cluster.stop(), self._loop).result(timeout=15)
             self._loop.call_soon_threadsafe(self._loop.stop)
             assert self._thread is not None
             self._thread.join(timeout=15)
             self._loop.close()
-            self._loop = self._server = self._thread = None
+            self._loop = self._server = self._thread = self._cluster = None
 
     def kill(self) -> None:
         """SIGKILL the server process (process mode only): nothing gets to flush or close."""
@@ -142,13 +148,14 @@ class TestCluster:
 
     def _start_thread(self) -> None:
         config = ServerConfig(data_dir=self.data_dir, port=0, **self.config)
-        self._server = APIServer(config)
+        self._cluster = Cluster(config, controllers=self.controllers)
+        self._server = self._cluster.server
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(
             target=self._loop.run_forever, daemon=True, name="kubeling-test-server"
         )
         self._thread.start()
-        asyncio.run_coroutine_threadsafe(self._server.start(), self._loop).result(timeout=60)
+        asyncio.run_coroutine_threadsafe(self._cluster.start(), self._loop).result(timeout=60)
         self.url = self._server.url
 
     def _start_process(self) -> None:

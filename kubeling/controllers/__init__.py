@@ -1,0 +1,1 @@
+"""Controllers: one file each; they reach the cluster only through `kubeling.client`."""
