@@ -1,8 +1,8 @@
 """The composition root: a whole control plane wired from its parts.
 
-`Cluster` starts the API server, then the controller manager as a client of it (over the
-same HTTPS API any remote controller would use, DESIGN.md § 1), and stops them in the reverse
-order. It is the only module that knows every part; the parts know only the API.
+`Cluster` starts the API server, then the controller manager and the scheduler as clients
+of it (over the same HTTPS API any remote component would use, DESIGN.md § 1), and stops them
+in the reverse order. It is the only module that knows every part; the parts know only the API.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from kubeling.apiserver.server import APIServer, ServerConfig
 from kubeling.client.rest import Client
 from kubeling.controllers.namespace import namespace_controller
 from kubeling.reconcile import Manager
+from kubeling.scheduler.loop import Scheduler
 
 
 class Cluster:
@@ -19,6 +20,7 @@ class Cluster:
         self.with_controllers = controllers
         self.client: Client | None = None
         self.manager: Manager | None = None
+        self.scheduler: Scheduler | None = None
 
     @property
     def url(self) -> str:
@@ -34,8 +36,13 @@ class Cluster:
         self.manager = Manager(self.client)
         namespace_controller(self.client, self.manager)
         await self.manager.start()
+        self.scheduler = Scheduler(self.client)
+        self.scheduler.start()
+        await self.scheduler.wait_synced(30)
 
     async def stop(self) -> None:
+        if self.scheduler is not None:
+            await self.scheduler.stop()
         if self.manager is not None:
             await self.manager.stop()
         if self.client is not None:

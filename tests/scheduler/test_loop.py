@@ -1,0 +1,236 @@
+"""The scheduling loop against a real server: pending Pods get bound, a controller's Pods
+spread, an unschedulable Pod gets PodScheduled=False and an event and is bound once a big
+enough Node appears, nodeSelector is respected, bound Pods are left alone."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import uuid
+from collections import Counter
+from collections.abc import AsyncIterator, Callable
+from typing import Any, TypeVar
+
+import pytest
+
+from kubeling.api.kinds import REGISTRY, ResourceInfo
+from kubeling.client.rest import Client
+from kubeling.scheduler.loop import Scheduler
+from kubeling.testing.cluster import TestCluster
+
+T = TypeVar("T")
+
+
+def _info(plural: str) -> ResourceInfo:
+    info = REGISTRY.by_path("", "v1", plural)
+    assert info is not None
+    return info
+
+
+PODS, NODES, EVENTS, NAMESPACES = (
+    _info("pods"),
+    _info("nodes"),
+    _info("events"),
+    _info("namespaces"),
+)
+
+
+async def eventually(
+    condition: Callable[[], Any], timeout: float = 10.0, message: str = "condition"
+) -> Any:
+    """Await `condition()` (a coroutine function) until truthy; fail after `timeout`."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        value = await condition()
+        if value:
+            return value
+        if loop.time() >= deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {message}")
+        await asyncio.sleep(0.02)
+
+
+def node(name: str, cpu: str = "2", labels: dict[str, str] | None = None) -> dict[str, Any]:
+    capacity = {"cpu": cpu, "memory": "4Gi", "pods": "110"}
+    return {
+        "metadata": {"name": name, "labels": {"kubernetes.io/hostname": name, **(labels or {})}},
+        "status": {
+            "capacity": capacity,
+            "allocatable": capacity,
+            "conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady"}],
+        },
+    }
+
+
+def pod(name: str, cpu: str = "100m", **spec: Any) -> dict[str, Any]:
+    return {
+        "metadata": {"name": name},
+        "spec": {
+            "containers": [
+                {"name": "c", "image": "busybox", "resources": {"requests": {"cpu": cpu}}}
+            ],
+            **spec,
+        },
+    }
+
+
+class Env:
+    def __init__(self, client: Client, ns: str) -> None:
+        self.client = client
+        self.ns = ns
+        self.node_names: list[str] = []
+        self.prefix = uuid.uuid4().hex[:6]
+
+    async def add_node(self, name: str, **kwargs: Any) -> str:
+        full = f"{self.prefix}-{name}"
+        self.node_names.append(full)
+        created = await self.client.create(NODES, node(full, **kwargs))
+        # the API server ignores status on create: write it through nodes/status
+        created["status"] = node(full, **kwargs)["status"]
+        await self.client.update_status(NODES, created)
+        return full
+
+    async def get_pod(self, name: str) -> dict[str, Any]:
+        return await self.client.get(PODS, name, self.ns)
+
+    async def node_of(self, name: str) -> str:
+        return str((await self.get_pod(name))["spec"].get("nodeName") or "")
+
+
+@pytest.fixture
+async def env(cluster: TestCluster) -> AsyncIterator[Env]:
+    client = Client.from_kubeconfig(str(cluster.kubeconfig), user_agent="kubeling-tests/sched")
+    ns = f"t-{uuid.uuid4().hex[:10]}"
+    await client.create(NAMESPACES, {"metadata": {"name": ns}})
+    e = Env(client, ns)
+    try:
+        yield e
+    finally:
+        for name in e.node_names:
+            await client.delete(NODES, name)
+        await client.close()
+
+
+@pytest.fixture
+async def scheduler(env: Env) -> AsyncIterator[Scheduler]:
+    s = Scheduler(env.client, rng=random.Random(1), namespace=env.ns)
+    s.start()
+    try:
+        await s.wait_synced(10)
+        yield s
+    finally:
+        await s.stop()
+
+
+async def test_pending_pods_are_bound_to_a_ready_node(env: Env, scheduler: Scheduler) -> None:
+    n = await env.add_node("a")
+    for i in range(3):
+        await env.client.create(PODS, pod(f"p{i}"), env.ns)
+
+    async def all_bound() -> bool:
+        return all([await env.node_of(f"p{i}") == n for i in range(3)])
+
+    await eventually(all_bound, message="three pods bound")
+    got = await env.get_pod("p0")
+    scheduled = [c for c in got["status"]["conditions"] if c["type"] == "PodScheduled"]
+    assert scheduled[0]["status"] == "True"
+
+    async def scheduled_event() -> list[Any]:
+        events = (await env.client.list(EVENTS, env.ns)).items
+        return [e for e in events if e["reason"] == "Scheduled"]
+
+    events = await eventually(scheduled_event, message="a Scheduled event")
+    assert any(
+        e["message"] == f"Successfully assigned {env.ns}/{e['involvedObject']['name']} to {n}"
+        for e in events
+    )
+
+
+async def test_a_controllers_pods_spread_evenly(env: Env, scheduler: Scheduler) -> None:
+    nodes = [await env.add_node(x) for x in "abc"]
+    owner = {
+        "apiVersion": "apps/v1",
+        "kind": "ReplicaSet",
+        "name": "rs",
+        "uid": "0f8a3c1e-0000-4000-8000-000000000001",
+        "controller": True,
+    }
+    await eventually(lambda: asyncio.sleep(0, len(scheduler.node_infos) >= 3), message="nodes seen")
+    for i in range(6):
+        body = pod(f"rs-{i}")
+        body["metadata"]["ownerReferences"] = [owner]
+        await env.client.create(PODS, body, env.ns)
+
+    async def placements() -> Counter[str] | None:
+        where = Counter([await env.node_of(f"rs-{i}") for i in range(6)])
+        return None if "" in where else where
+
+    where = await eventually(placements, message="six pods bound")
+    assert where == Counter(dict.fromkeys(nodes, 2))
+
+
+async def test_an_unschedulable_pod_waits_for_a_big_enough_node(
+    env: Env, scheduler: Scheduler
+) -> None:
+    await env.add_node("small-1")
+    await env.add_node("small-2")
+    await eventually(lambda: asyncio.sleep(0, len(scheduler.node_infos) >= 2), message="nodes seen")
+    await env.client.create(PODS, pod("big", cpu="3"), env.ns)
+
+    async def unschedulable() -> dict[str, Any] | None:
+        got = await env.get_pod("big")
+        for c in (got.get("status") or {}).get("conditions") or []:
+            if c["type"] == "PodScheduled" and c["status"] == "False":
+                return dict(c)
+        return None
+
+    condition = await eventually(unschedulable, message="PodScheduled=False")
+    assert condition["reason"] == "Unschedulable"
+    # kube-scheduler's wording, with its preemption part after the filter part
+    assert condition["message"].startswith("0/2 nodes are available: 2 Insufficient cpu. ")
+
+    async def failed_event() -> list[Any]:
+        events = (await env.client.list(EVENTS, env.ns)).items
+        return [e for e in events if e["reason"] == "FailedScheduling"]
+
+    events = await eventually(failed_event, message="a FailedScheduling event")
+    assert events[0]["type"] == "Warning"
+    assert events[0]["message"] == condition["message"]
+    assert await env.node_of("big") == ""
+    await asyncio.sleep(0.2)  # retries back off exponentially: a handful, not a spin
+    assert 1 <= scheduler.failed < 15
+
+    big = await env.add_node("big", cpu="4")
+
+    async def bound() -> bool:
+        return await env.node_of("big") == big
+
+    await eventually(bound, message="bound to the big node")
+
+
+async def test_node_selector_is_respected(env: Env, scheduler: Scheduler) -> None:
+    await env.add_node("plain")
+    ssd = await env.add_node("ssd", labels={"disk": "ssd"})
+    for i in range(3):
+        await env.client.create(PODS, pod(f"s{i}", nodeSelector={"disk": "ssd"}), env.ns)
+
+    async def all_on_ssd() -> bool:
+        return all([await env.node_of(f"s{i}") == ssd for i in range(3)])
+
+    await eventually(all_on_ssd, message="pods on the ssd node")
+
+
+async def test_a_pod_with_node_name_is_left_alone(env: Env, scheduler: Scheduler) -> None:
+    await env.add_node("a")
+    await env.add_node("b")
+    await env.client.create(PODS, pod("pinned", nodeName="elsewhere"), env.ns)
+    await env.client.create(PODS, pod("marker"), env.ns)
+
+    async def marker_bound() -> bool:
+        return bool(await env.node_of("marker"))
+
+    await eventually(marker_bound, message="the marker pod bound")
+    got = await env.get_pod("pinned")
+    assert got["spec"]["nodeName"] == "elsewhere"
+    conditions = (got.get("status") or {}).get("conditions") or []
+    assert not [c for c in conditions if c["type"] == "PodScheduled"]
