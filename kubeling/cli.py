@@ -44,14 +44,21 @@ def _parser() -> argparse.ArgumentParser:
 
     up = commands.add_parser("up", help="run a whole cluster in the foreground")
     server_flags(up, bind=False)
+    up.add_argument(
+        "--fake-nodes",
+        type=int,
+        default=0,
+        metavar="M",
+        help="simulated nodes that run no processes (kwok-like; default 0)",
+    )
     server = commands.add_parser("server", help="run the API server (control plane)")
     server_flags(server, bind=True)
     commands.add_parser("version", help="print the kubeling and Kubernetes API versions")
     return parser
 
 
-async def _serve(config: ServerConfig) -> None:
-    cluster = Cluster(config)
+async def _serve(config: ServerConfig, fake_nodes: int = 0) -> None:
+    cluster = Cluster(config, fake_nodes=fake_nodes)
     await cluster.start()
     server = cluster.server
     stop = asyncio.Event()
@@ -77,6 +84,9 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    if getattr(args, "fake_nodes", 0) < 0:
+        print("kubeling: --fake-nodes must not be negative", file=sys.stderr)
+        return 2
     config = ServerConfig(
         data_dir=args.data_dir.expanduser(),
         port=args.port,
@@ -88,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
 
         asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
     try:
-        asyncio.run(_serve(config))
+        asyncio.run(_serve(config, getattr(args, "fake_nodes", 0)))
     except OSError as err:
         print(f"kubeling: cannot start: {err.strerror or err}", file=sys.stderr)
         return 1

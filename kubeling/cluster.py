@@ -1,26 +1,35 @@
 """The composition root: a whole control plane wired from its parts.
 
-`Cluster` starts the API server, then the controller manager and the scheduler as clients
-of it (over the same HTTPS API any remote component would use, DESIGN.md § 1), and stops them
-in the reverse order. It is the only module that knows every part; the parts know only the API.
+`Cluster` starts the API server, then the controller manager, the scheduler and any simulated
+nodes as clients of it (over the same HTTPS API any remote component would use, DESIGN.md
+§ 1), and stops them in the reverse order. It is the only module that knows every part; the
+parts know only the API.
 """
 
 from __future__ import annotations
 
+from kubeling.agent import FakeNodes
 from kubeling.apiserver.server import APIServer, ServerConfig
+from kubeling.client.events import EventRecorder
 from kubeling.client.rest import Client
 from kubeling.controllers.namespace import namespace_controller
+from kubeling.controllers.replicaset import replicaset_controller
 from kubeling.reconcile import Manager
 from kubeling.scheduler.loop import Scheduler
 
 
 class Cluster:
-    def __init__(self, config: ServerConfig, *, controllers: bool = True) -> None:
+    def __init__(
+        self, config: ServerConfig, *, controllers: bool = True, fake_nodes: int = 0
+    ) -> None:
         self.server = APIServer(config)
         self.with_controllers = controllers
+        self.fake_node_count = fake_nodes
+        self.fake_nodes: FakeNodes | None = None
         self.client: Client | None = None
         self.manager: Manager | None = None
         self.scheduler: Scheduler | None = None
+        self.recorders: list[EventRecorder] = []
 
     @property
     def url(self) -> str:
@@ -35,16 +44,27 @@ class Cluster:
         )
         self.manager = Manager(self.client)
         namespace_controller(self.client, self.manager)
+        replicasets = EventRecorder(self.client, "replicaset-controller")
+        self.recorders.append(replicasets)
+        replicaset_controller(self.client, self.manager, replicasets)
         await self.manager.start()
         self.scheduler = Scheduler(self.client)
         self.scheduler.start()
         await self.scheduler.wait_synced(30)
+        if self.fake_node_count:
+            self.fake_nodes = FakeNodes(self.client, self.fake_node_count)
+            await self.fake_nodes.start()
+            await self.fake_nodes.wait_synced(30)
 
     async def stop(self) -> None:
+        if self.fake_nodes is not None:
+            await self.fake_nodes.stop()
         if self.scheduler is not None:
             await self.scheduler.stop()
         if self.manager is not None:
             await self.manager.stop()
+        for recorder in self.recorders:
+            await recorder.close()
         if self.client is not None:
             await self.client.close()
         await self.server.stop()

@@ -79,13 +79,15 @@ class TestCluster:
         *,
         process: bool = False,
         controllers: bool = False,
+        fake_nodes: int = 0,
         kubectl: str | None = None,
         **config: Any,
     ) -> None:
         self._own_dir = data_dir is None
         # Thread mode runs the API server alone unless asked for the controller manager too
         # (as `kubeling up` runs it); process mode always runs what the CLI runs.
-        self.controllers = controllers
+        self.controllers = controllers or fake_nodes > 0
+        self.fake_nodes = fake_nodes
         self._cluster: Cluster | None = None
         self.data_dir = Path(data_dir or tempfile.mkdtemp(prefix="kubeling-test-"))
         self.process = process
@@ -148,7 +150,7 @@ class TestCluster:
 
     def _start_thread(self) -> None:
         config = ServerConfig(data_dir=self.data_dir, port=0, **self.config)
-        self._cluster = Cluster(config, controllers=self.controllers)
+        self._cluster = Cluster(config, controllers=self.controllers, fake_nodes=self.fake_nodes)
         self._server = self._cluster.server
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(

@@ -33,3 +33,62 @@ def test_a_pod_created_with_kubectl_is_bound_to_the_ready_node() -> None:
         assert wait_for(node_of_p1, timeout=30, message="p1 to be scheduled") == "n1"
         events = cluster.kubectl("get", "events", "--field-selector", "reason=Scheduled")
         assert "Successfully assigned default/p1 to n1" in events.stdout
+
+
+REPLICASET = """
+apiVersion: apps/v1
+kind: ReplicaSet
+metadata: {name: web}
+spec:
+  replicas: 3
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec:
+      containers: [{name: web, image: nginx}]
+"""
+
+
+def test_a_replicaset_applied_with_kubectl_keeps_its_pods_and_scales() -> None:
+    with TestCluster(controllers=True) as cluster:
+        cluster.kubectl("apply", "-f", "-", input=REPLICASET)
+
+        def pods() -> list[str]:
+            out = cluster.kubectl("get", "pods", "-l", "app=web", "-o", "name").stdout
+            return sorted(out.split())
+
+        first = wait_for(lambda: len(pods()) == 3 and pods(), timeout=30, message="3 pods")
+        cluster.kubectl("delete", first[0], "--wait=false")
+        wait_for(
+            lambda: len(pods()) == 3 and first[0] not in pods(),
+            timeout=30,
+            message="the deleted pod to be replaced",
+        )
+        cluster.kubectl("scale", "rs", "web", "--replicas=1")
+        wait_for(lambda: len(pods()) == 1, timeout=30, message="scale down to 1 pod")
+        status = cluster.kubectl("get", "rs", "web", "-o", "jsonpath={.status.replicas}")
+        wait_for(
+            lambda: (
+                cluster.kubectl("get", "rs", "web", "-o", "jsonpath={.status.replicas}").stdout
+                == "1"
+            ),
+            timeout=30,
+            message="status.replicas to follow",
+        )
+        assert status.returncode == 0
+
+
+def test_on_simulated_nodes_a_replicaset_becomes_ready() -> None:
+    with TestCluster(fake_nodes=2) as cluster:
+        nodes = cluster.kubectl("get", "nodes", "-o", "name").stdout.split()
+        assert len(nodes) == 2
+        cluster.kubectl("apply", "-f", "-", input=REPLICASET)
+
+        def ready_replicas() -> str:
+            jsonpath = "jsonpath={.status.readyReplicas}"
+            return cluster.kubectl("get", "rs", "web", "-o", jsonpath).stdout
+
+        wait_for(lambda: ready_replicas() == "3", timeout=60, message="3 ready replicas")
+        wide = cluster.kubectl("get", "pods", "-o", "wide").stdout
+        assert wide.count("Running") == 3
+        assert "fake-node-" in wide
