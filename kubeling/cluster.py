@@ -13,6 +13,7 @@ from kubeling.apiserver.server import APIServer, ServerConfig
 from kubeling.client.events import EventRecorder
 from kubeling.client.rest import Client
 from kubeling.controllers.namespace import namespace_controller
+from kubeling.controllers.podgc import podgc_controller
 from kubeling.controllers.replicaset import replicaset_controller
 from kubeling.reconcile import Manager
 from kubeling.scheduler.loop import Scheduler
@@ -44,6 +45,7 @@ class Cluster:
         )
         self.manager = Manager(self.client)
         namespace_controller(self.client, self.manager)
+        podgc_controller(self.client, self.manager)
         replicasets = EventRecorder(self.client, "replicaset-controller")
         self.recorders.append(replicasets)
         replicaset_controller(self.client, self.manager, replicasets)

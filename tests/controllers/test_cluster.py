@@ -92,3 +92,42 @@ def test_on_simulated_nodes_a_replicaset_becomes_ready() -> None:
         wide = cluster.kubectl("get", "pods", "-o", "wide").stdout
         assert wide.count("Running") == 3
         assert "fake-node-" in wide
+
+
+GHOST_POD = """
+apiVersion: v1
+kind: Pod
+metadata: {name: orphan}
+spec:
+  nodeName: %s
+  containers: [{name: c, image: busybox}]
+"""
+
+
+def test_a_pod_bound_to_a_node_that_does_not_exist_is_collected() -> None:
+    with TestCluster(fake_nodes=1) as cluster:
+        cluster.kubectl("apply", "-f", "-", input=GHOST_POD % "fake-node-0")
+        cluster.kubectl("apply", "-f", "-", input=(GHOST_POD % "ghost").replace("orphan", "lost"))
+
+        def lost_is_gone() -> bool:
+            result = cluster.kubectl("get", "pod", "lost", "--ignore-not-found", "-o", "name")
+            return result.stdout.strip() == ""
+
+        wait_for(lost_is_gone, timeout=30, message="the pod on the missing node to be deleted")
+        kept = cluster.kubectl("get", "pod", "orphan", "-o", "jsonpath={.spec.nodeName}")
+        assert kept.stdout == "fake-node-0"
+
+
+def test_deleting_a_node_collects_the_pods_bound_to_it() -> None:
+    with TestCluster(controllers=True) as cluster:
+        cluster.kubectl("apply", "-f", "-", input=NODE)
+        cluster.kubectl("apply", "-f", "-", input=GHOST_POD % "n1")
+        assert cluster.kubectl("get", "pod", "orphan", "-o", "name").stdout.strip()
+
+        cluster.kubectl("delete", "node", "n1")
+
+        def orphan_is_gone() -> bool:
+            result = cluster.kubectl("get", "pod", "orphan", "--ignore-not-found", "-o", "name")
+            return result.stdout.strip() == ""
+
+        wait_for(orphan_is_gone, timeout=30, message="the pod of the deleted node to go")
