@@ -12,6 +12,7 @@ from kubeling.agent import FakeNodes
 from kubeling.apiserver.server import APIServer, ServerConfig
 from kubeling.client.events import EventRecorder
 from kubeling.client.rest import Client
+from kubeling.controllers.garbagecollector import garbage_collector
 from kubeling.controllers.namespace import namespace_controller
 from kubeling.controllers.podgc import podgc_controller
 from kubeling.controllers.replicaset import replicaset_controller
@@ -44,6 +45,10 @@ class Cluster:
             str(self.server.kubeconfig_path), user_agent="kubeling-controller-manager"
         )
         self.manager = Manager(self.client)
+        # With a collector running, Foreground/Orphan deletes get their finalizers.
+        assert self.server.objects is not None
+        self.server.objects.gc_enabled = True
+        garbage_collector(self.client, self.manager)
         namespace_controller(self.client, self.manager)
         podgc_controller(self.client, self.manager)
         replicasets = EventRecorder(self.client, "replicaset-controller")

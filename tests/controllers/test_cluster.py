@@ -131,3 +131,40 @@ def test_deleting_a_node_collects_the_pods_bound_to_it() -> None:
             return result.stdout.strip() == ""
 
         wait_for(orphan_is_gone, timeout=30, message="the pod of the deleted node to go")
+
+
+def test_kubectl_delete_replicaset_cascades_in_the_foreground_and_orphans_on_request() -> None:
+    with TestCluster(controllers=True) as cluster:
+        cluster.kubectl("apply", "-f", "-", input=REPLICASET)
+
+        def pod_names() -> list[str]:
+            out = cluster.kubectl("get", "pods", "-l", "app=web", "-o", "name").stdout
+            return out.split()
+
+        wait_for(lambda: len(pod_names()) == 3, timeout=30, message="3 pods")
+        cluster.kubectl("delete", "rs", "web", "--cascade=orphan", "--timeout=60s", timeout=90)
+        orphans = pod_names()
+        assert len(orphans) == 3
+        refs = cluster.kubectl(
+            "get", "pods", "-l", "app=web", "-o", "jsonpath={.items[*].metadata.ownerReferences}"
+        ).stdout
+        assert refs.replace("[]", "").strip() == ""
+
+        cluster.kubectl("apply", "-f", "-", input=REPLICASET)
+        wait_for(
+            lambda: (
+                "ReplicaSet"
+                in cluster.kubectl(
+                    "get",
+                    "pods",
+                    "-l",
+                    "app=web",
+                    "-o",
+                    "jsonpath={.items[*].metadata.ownerReferences[*].kind}",
+                ).stdout
+            ),
+            timeout=30,
+            message="the new ReplicaSet to adopt the orphans",
+        )
+        cluster.kubectl("delete", "rs", "web", "--cascade=foreground", "--timeout=60s", timeout=90)
+        assert pod_names() == []
