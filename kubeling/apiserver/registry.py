@@ -432,7 +432,10 @@ class ObjectRegistry:
             view = objectmeta.deep_copy(from_storage(info, old))
             new_view = mutate(view)
             if pinned_from_result:
-                pinned = new_view.get("metadata", {}).get("resourceVersion") or ""
+                # A patch pins the version only if it names one other than the one it was
+                # applied to; otherwise a concurrent write just means patching again.
+                named = new_view.get("metadata", {}).get("resourceVersion") or ""
+                pinned = named if named != str(kv.mod_revision) else ""
             if pinned and pinned != str(kv.mod_revision):
                 raise errors.conflict(info.qualified, name, errors.STALE_OBJECT, info.group)
             new = to_storage(info, new_view)

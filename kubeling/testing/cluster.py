@@ -14,6 +14,7 @@ own HOME and discovery cache, so tests never share or pollute the user's `~/.kub
 from __future__ import annotations
 
 import asyncio
+import inspect
 import os
 import re
 import shutil
@@ -57,6 +58,27 @@ def wait_for(
                 + (f" (last error: {last_error!r})" if last_error else "")
             )
         time.sleep(interval)
+
+
+async def eventually(
+    condition: Callable[[], Any],
+    timeout: float = 10.0,
+    message: str = "condition",
+    interval: float = 0.01,
+) -> Any:
+    """The async `wait_for`: poll `condition` (a function or a coroutine function) on the
+    running loop until it gives something truthy; AssertionError after `timeout` seconds."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        value = condition()
+        if inspect.isawaitable(value):
+            value = await value
+        if value:
+            return value
+        if loop.time() >= deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {message}")
+        await asyncio.sleep(interval)
 
 
 def pinned_kubectl() -> str:

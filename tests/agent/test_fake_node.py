@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -15,6 +15,7 @@ from kubeling.agent.fake import FAKE_LABEL, FakeNode, FakeNodes
 from kubeling.api.errors import ApiError
 from kubeling.api.kinds import REGISTRY, ResourceInfo
 from kubeling.client.rest import Client
+from kubeling.testing import eventually
 from kubeling.testing.cluster import TestCluster
 from kubeling.util.timefmt import parse_time
 
@@ -27,21 +28,6 @@ def _info(group: str, plural: str) -> ResourceInfo:
 
 PODS, NODES, NAMESPACES = _info("", "pods"), _info("", "nodes"), _info("", "namespaces")
 LEASES = _info("coordination.k8s.io", "leases")
-
-
-async def eventually(
-    condition: Callable[[], Any], timeout: float = 10.0, message: str = "condition"
-) -> Any:
-    """Await `condition()` (a coroutine function) until truthy; fail after `timeout`."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while True:
-        value = await condition()
-        if value:
-            return value
-        if loop.time() >= deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {message}")
-        await asyncio.sleep(0.02)
 
 
 def pod(name: str, node: str, containers: tuple[str, ...] = ("c",)) -> dict[str, Any]:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable
 from typing import Any, TypeVar
 
 from kubeling.api.kinds import REGISTRY, ResourceInfo
@@ -59,21 +58,6 @@ def deployment(name: str, replicas: int = 1) -> dict[str, Any]:
             },
         },
     }
-
-
-async def eventually(
-    condition: Callable[[], T], timeout: float = 10.0, message: str = "condition"
-) -> T:
-    """Poll `condition` on the loop until it is truthy; fail after `timeout` seconds."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if loop.time() >= deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {message}")
-        await asyncio.sleep(0.005)
 
 
 class CuttableProxy:

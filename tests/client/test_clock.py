@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from layer_support import eventually
 
+from kubeling.testing import eventually
 from kubeling.util.clock import FakeClock, RealClock
 
 

@@ -10,11 +10,12 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
-from layer_support import CONFIGMAPS, PODS, CuttableProxy, configmap, eventually, pod
+from layer_support import CONFIGMAPS, PODS, CuttableProxy, configmap, pod
 
 from kubeling.client.cache import by_node_name
 from kubeling.client.informer import Informer, SharedInformerFactory
 from kubeling.client.rest import Client
+from kubeling.testing import eventually
 from kubeling.testing.cluster import TestCluster
 from kubeling.util.clock import FakeClock
 

@@ -11,11 +11,12 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from layer_support import CONFIGMAPS, NAMESPACES, configmap, eventually
+from layer_support import CONFIGMAPS, NAMESPACES, configmap
 
 from kubeling.api.errors import ApiError
 from kubeling.client.informer import Informer
 from kubeling.client.rest import Client
+from kubeling.testing import eventually
 from kubeling.testing.cluster import TestCluster
 
 KEEP = 3

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from layer_support import eventually
 
 from kubeling.client.workqueue import (
     ExponentialFailureRateLimiter,
@@ -16,6 +15,7 @@ from kubeling.client.workqueue import (
     WorkQueue,
     default_controller_rate_limiter,
 )
+from kubeling.testing import eventually
 from kubeling.util.clock import FakeClock
 
 

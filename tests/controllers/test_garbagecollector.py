@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
@@ -16,7 +16,7 @@ from kubeling.client.rest import Client, DeleteOptions
 from kubeling.controllers.garbagecollector import garbage_collector
 from kubeling.controllers.replicaset import replicaset_controller
 from kubeling.reconcile import Manager
-from kubeling.testing import TestCluster
+from kubeling.testing import TestCluster, eventually
 
 
 def _info(group: str, plural: str) -> ResourceInfo:
@@ -64,13 +64,6 @@ async def gc(client: Client) -> AsyncIterator[Manager]:
         yield manager
     finally:
         await manager.stop()
-
-
-async def _eventually(check: Callable[[], Awaitable[bool]], timeout: float = 10.0) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not await check():
-        assert asyncio.get_running_loop().time() < deadline, "timed out"
-        await asyncio.sleep(0.05)
 
 
 async def _get(client: Client, info: ResourceInfo, ns: str, name: str) -> dict[str, Any] | None:
@@ -133,7 +126,7 @@ async def test_background_delete_removes_the_dependents(
     async def pods_gone() -> bool:
         return not (await client.list(PODS, ns)).items
 
-    await _eventually(pods_gone)
+    await eventually(pods_gone)
 
 
 async def test_foreground_delete_waits_for_the_dependents(
@@ -160,7 +153,7 @@ async def test_foreground_delete_waits_for_the_dependents(
         pod = await _get(client, PODS, ns, "held")
         return pod is not None and bool(pod["metadata"].get("deletionTimestamp"))
 
-    await _eventually(pod_marked)
+    await eventually(pod_marked)
     await asyncio.sleep(0.3)
     owner = await _get(client, REPLICASETS, ns, "web")
     assert owner is not None and owner["metadata"].get("deletionTimestamp")
@@ -171,7 +164,7 @@ async def test_foreground_delete_waits_for_the_dependents(
     async def owner_gone() -> bool:
         return await _get(client, REPLICASETS, ns, "web") is None
 
-    await _eventually(owner_gone)
+    await eventually(owner_gone)
     assert await _get(client, PODS, ns, "held") is None
 
 
@@ -186,7 +179,7 @@ async def test_orphan_delete_keeps_the_dependents_without_the_reference(
     async def owner_gone() -> bool:
         return await _get(client, REPLICASETS, ns, "web") is None
 
-    await _eventually(owner_gone)
+    await eventually(owner_gone)
     await asyncio.sleep(0.3)
     pod = await _get(client, PODS, ns, "p1")
     assert pod is not None
@@ -208,7 +201,7 @@ async def test_a_dependent_with_a_remaining_owner_keeps_only_that_reference(
         assert pod is not None
         return len(pod["metadata"].get("ownerReferences") or []) == 1
 
-    await _eventually(one_reference_left)
+    await eventually(one_reference_left)
     pod = await _get(client, PODS, ns, "shared")
     assert pod is not None
     assert pod["metadata"]["ownerReferences"][0]["uid"] == keeper["metadata"]["uid"]
@@ -223,7 +216,7 @@ async def test_an_object_whose_owner_never_existed_is_removed(
     async def gone() -> bool:
         return await _get(client, PODS, ns, "orphaned") is None
 
-    await _eventually(gone)
+    await eventually(gone)
 
 
 async def test_an_object_whose_owner_exists_stays(client: Client, ns: str, gc: Manager) -> None:
@@ -248,14 +241,14 @@ async def test_foreground_delete_of_a_replicaset_run_by_its_controller(
         async def two_pods() -> bool:
             return len((await client.list(PODS, ns)).items) == 2
 
-        await _eventually(two_pods)
+        await eventually(two_pods)
         await client.delete(REPLICASETS, "web", ns, DeleteOptions(propagation_policy="Foreground"))
 
         async def all_gone() -> bool:
             rs = await _get(client, REPLICASETS, ns, "web")
             return rs is None and not (await client.list(PODS, ns)).items
 
-        await _eventually(all_gone)
+        await eventually(all_gone)
     finally:
         await manager.stop()
         await recorder.close()

@@ -3,9 +3,8 @@ it creates, replaces, scales, adopts and releases pods and reports their status.
 
 from __future__ import annotations
 
-import asyncio
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any, TypeVar
 
 import pytest
@@ -15,7 +14,7 @@ from kubeling.client.events import EventRecorder
 from kubeling.client.rest import Client
 from kubeling.controllers.replicaset import deletion_rank, is_active, replicaset_controller
 from kubeling.reconcile import Controller, Manager
-from kubeling.testing import TestCluster
+from kubeling.testing import TestCluster, eventually
 from kubeling.util.timefmt import format_time, utcnow
 
 T = TypeVar("T")
@@ -76,18 +75,6 @@ async def controller(client: Client, recorder: EventRecorder) -> AsyncIterator[C
     finally:
         await manager.stop()
     assert rs_controller.health().terminal_errors == 0, rs_controller.health().last_error
-
-
-async def eventually(
-    condition: Callable[[], Any], timeout: float = 15.0, message: str = "condition"
-) -> None:
-    """Await `condition()` (a coroutine function) until truthy; fail after `timeout`."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not await condition():
-        if loop.time() >= deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {message}")
-        await asyncio.sleep(0.02)
 
 
 def replicaset(name: str, replicas: int, **spec: Any) -> dict[str, Any]:

@@ -237,3 +237,22 @@ def test_strict_create_with_unknown_nested_field_names_its_path(
 
     assert reply.status == 400, reply.body
     assert 'unknown field "spec.template.spec.containers[0].colour"' in reply.json()["message"]
+
+
+def test_concurrent_patches_without_a_resource_version_all_apply(
+    core: client.CoreV1Api, ns: str
+) -> None:
+    """Patches that do not name a resourceVersion are retried by the server on a
+    conflicting write (as Kubernetes does), so none of them fails with 409."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    core.create_namespaced_config_map(ns, configmap("shared", start="0"))
+
+    def patch(i: int) -> None:
+        core.patch_namespaced_config_map("shared", ns, {"data": {f"k{i}": str(i)}})
+
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(patch, range(40)))
+
+    data = core.read_namespaced_config_map("shared", ns).data
+    assert {f"k{i}" for i in range(40)} <= set(data)

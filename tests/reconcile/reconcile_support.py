@@ -4,27 +4,11 @@ and reconcilers that write down what they were asked."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
 from typing import TypeVar
 
 from kubeling.reconcile import Result
 
 T = TypeVar("T")
-
-
-async def eventually(
-    condition: Callable[[], T], timeout: float = 10.0, message: str = "condition"
-) -> T:
-    """Poll `condition` on the loop until it is truthy; fail after `timeout` seconds."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if loop.time() >= deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {message}")
-        await asyncio.sleep(0.002)
 
 
 async def settle(rounds: int = 50) -> None:

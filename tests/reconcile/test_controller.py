@@ -8,10 +8,11 @@ from collections import Counter
 from collections.abc import AsyncIterator, Callable
 
 import pytest
-from reconcile_support import Recording, eventually, settle
+from reconcile_support import Recording, settle
 
 from kubeling.reconcile import Controller, Result, TerminalError, own_key, owner_keys
 from kubeling.reconcile.controller import Reconciler
+from kubeling.testing import eventually
 from kubeling.util.clock import FakeClock
 
 Make = Callable[..., Controller]

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from reconcile_support import Recording, eventually
+from reconcile_support import Recording
 
 from kubeling.api.kinds import REGISTRY
 from kubeling.client.informer import Informer
 from kubeling.client.rest import Client
 from kubeling.reconcile import Controller, Manager, Result
+from kubeling.testing import eventually
 
 CONFIGMAPS = REGISTRY.by_path("", "v1", "configmaps")
 assert CONFIGMAPS is not None

@@ -8,7 +8,7 @@ import asyncio
 import random
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from typing import Any, TypeVar
 
 import pytest
@@ -16,6 +16,7 @@ import pytest
 from kubeling.api.kinds import REGISTRY, ResourceInfo
 from kubeling.client.rest import Client
 from kubeling.scheduler.loop import Scheduler
+from kubeling.testing import eventually
 from kubeling.testing.cluster import TestCluster
 
 T = TypeVar("T")
@@ -33,21 +34,6 @@ PODS, NODES, EVENTS, NAMESPACES = (
     _info("events"),
     _info("namespaces"),
 )
-
-
-async def eventually(
-    condition: Callable[[], Any], timeout: float = 10.0, message: str = "condition"
-) -> Any:
-    """Await `condition()` (a coroutine function) until truthy; fail after `timeout`."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while True:
-        value = await condition()
-        if value:
-            return value
-        if loop.time() >= deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {message}")
-        await asyncio.sleep(0.02)
 
 
 def node(name: str, cpu: str = "2", labels: dict[str, str] | None = None) -> dict[str, Any]:
