@@ -40,6 +40,7 @@ from kubeling.apiserver.allocators import (
 )
 from kubeling.apiserver.watchcache import WatchCaches, decode_object
 from kubeling.storage import Compacted, Conflict, FutureRevision, KeyExists, KeyNotFound, Store
+from kubeling.util.keyedlock import KeyedLock
 from kubeling.util.timefmt import format_time, now_rfc3339, utcnow
 
 NAMESPACES = REGISTRY.by_path("", "v1", "namespaces")
@@ -108,6 +109,7 @@ class ObjectRegistry:
         # Propagation finalizers (foregroundDeletion, orphan) are only added when a garbage
         # collector runs to remove them; without one they would block every delete forever.
         self.gc_enabled = gc_enabled
+        self._key_locks = KeyedLock()
 
     # -- reads --------------------------------------------------------------------------------
 
@@ -423,6 +425,35 @@ class ObjectRegistry:
         missing: builtins.list[errors.Cause] | None = None,
         missing_state: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
+        """Read-modify-write one object; writers of the same object queue here."""
+        async with self._key_locks.hold(info.storage_key(namespace, name)):
+            return await self._write_locked(
+                info,
+                namespace,
+                name,
+                mutate,
+                opts,
+                subresource=subresource,
+                pinned=pinned,
+                pinned_from_result=pinned_from_result,
+                missing=missing,
+                missing_state=missing_state,
+            )
+
+    async def _write_locked(
+        self,
+        info: ResourceInfo,
+        namespace: str | None,
+        name: str,
+        mutate: Mutation,
+        opts: WriteOptions,
+        *,
+        subresource: str = "",
+        pinned: str = "",
+        pinned_from_result: bool = False,
+        missing: builtins.list[errors.Cause] | None = None,
+        missing_state: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
         key = info.storage_key(namespace, name)
         for _attempt in range(_MAX_RETRIES):
             kv = await self.store.get(key)
@@ -511,6 +542,12 @@ class ObjectRegistry:
         self, info: ResourceInfo, namespace: str | None, name: str, options: DeleteOptions
     ) -> tuple[dict[str, Any], bool]:
         """Delete or begin deleting; returns (object, deleted_now)."""
+        async with self._key_locks.hold(info.storage_key(namespace, name)):
+            return await self._delete_locked(info, namespace, name, options)
+
+    async def _delete_locked(
+        self, info: ResourceInfo, namespace: str | None, name: str, options: DeleteOptions
+    ) -> tuple[dict[str, Any], bool]:
         key = info.storage_key(namespace, name)
         for _attempt in range(_MAX_RETRIES):
             kv = await self.store.get(key)
