@@ -12,6 +12,7 @@ from kubeling.agent import FakeNodes
 from kubeling.apiserver.server import APIServer, ServerConfig
 from kubeling.client.events import EventRecorder
 from kubeling.client.rest import Client
+from kubeling.controllers.deployment import deployment_controller
 from kubeling.controllers.garbagecollector import garbage_collector
 from kubeling.controllers.namespace import namespace_controller
 from kubeling.controllers.podgc import podgc_controller
@@ -54,6 +55,9 @@ class Cluster:
         replicasets = EventRecorder(self.client, "replicaset-controller")
         self.recorders.append(replicasets)
         replicaset_controller(self.client, self.manager, replicasets)
+        deployments = EventRecorder(self.client, "deployment-controller")
+        self.recorders.append(deployments)
+        deployment_controller(self.client, self.manager, deployments)
         await self.manager.start()
         self.scheduler = Scheduler(self.client)
         self.scheduler.start()

@@ -31,7 +31,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -117,8 +117,15 @@ class Controller:
 
     # -- events → keys ------------------------------------------------------------------------
 
-    def watch(self, informer: Informer, mapper: Mapper = own_key) -> None:
-        """Queue `mapper(obj)` for every object the informer adds, updates or deletes."""
+    def watch(
+        self,
+        informer: Informer,
+        mapper: Mapper = own_key,
+        *,
+        events: Collection[str] = ("add", "update", "delete"),
+    ) -> None:
+        """Queue `mapper(obj)` for every object the informer adds, updates or deletes
+        (or only for the kinds of change named in `events`)."""
 
         def enqueue(obj: Mapping[str, Any]) -> None:
             for key in mapper(obj):
@@ -128,7 +135,14 @@ class Controller:
             enqueue(old)
             enqueue(new)
 
-        handlers = informer.add_handlers(enqueue, on_update, enqueue)
+        unknown = set(events) - {"add", "update", "delete"}
+        if unknown:
+            raise ValueError(f"unknown informer events: {sorted(unknown)}")
+        handlers = informer.add_handlers(
+            enqueue if "add" in events else None,
+            on_update if "update" in events else None,
+            enqueue if "delete" in events else None,
+        )
         self._watches.append((informer, handlers))
 
     # -- lifecycle ----------------------------------------------------------------------------

@@ -15,15 +15,24 @@ Contract:
 - **The cache**: one `NodeInfo` per Node, holding every bound, unfinished Pod
   (`podinfo.occupies_node`), kept up to date by the Node and Pod informers. Pods bound to a
   Node not seen yet are kept aside and added when the Node appears.
-- **Assume, then bind**: on a fit the Pod is added to the chosen `NodeInfo` at once
-  ("assumed"), so the next decision counts it before the informer reports the binding; then
-  `client.bind` (the `pods/binding` subresource) runs. The assumption is dropped when the
-  informer shows the Pod bound (the real object replaces it), or when the binding fails.
-- **A Pod is bound at most once**: one worker handles one key at a time (the work queue never
-  hands out a key twice concurrently), and an assumed Pod is not scheduled again. A binding
-  answered 409 Conflict means someone else (another scheduler, a user) bound it: the key is
-  dropped and the informer brings the truth. A 404 (Pod gone) is dropped too. Any other
-  failure un-assumes the Pod and retries the key with the queue's back-off.
+- **Two cycles, as kube-scheduler's**: the *scheduling cycle* is serial: one key at a time,
+  decide (`schedule_pod`, adaptive sample of the nodes from a rotating start, as
+  `percentageOfNodesToScore`) and, on a fit, add the Pod to the chosen `NodeInfo` at once
+  ("assume"), so the next decision counts it before the informer reports the binding. The
+  *binding cycle* (`client.bind`, the `pods/binding` subresource) then runs as its own task,
+  with at most `max_in_flight` bindings outstanding; while all slots are taken the scheduling
+  cycle waits for one. The assumption is dropped when the informer shows the Pod bound (the
+  real object replaces it), or "forgotten" (its resources released) when the binding fails.
+  The status write of a failed decision runs in a binding slot too: the scheduling cycle
+  itself never waits on the API.
+- **A Pod is bound at most once**: a key stays *processing* in the work queue (which never
+  hands out a key twice concurrently) until its binding cycle has ended, and an assumed Pod
+  is not scheduled again. A binding answered 409 Conflict means someone else (another
+  scheduler, a user) bound it: the key is dropped and the informer brings the truth. A 404
+  (Pod gone) is dropped too. Any other failure un-assumes the Pod and retries the key with
+  the queue's back-off.
+- **Ordering**: bindings of different Pods may complete in any order; decisions are made in
+  queue order, each seeing every earlier assumption.
 - **Success** records a Normal `Scheduled` event "Successfully assigned ns/pod to node".
 - **No fit** writes `PodScheduled=False` (reason `Unschedulable`, message from the decision;
   `lastTransitionTime` kept when the condition was already False; no write when nothing
@@ -32,8 +41,10 @@ Contract:
   on cluster events, every Node add or update re-queues all unschedulable Pods at once.
   Updates to an unschedulable Pod that leave its spec and labels alone (such as the status
   this loop writes) do not re-queue it, so a failure never spins.
-- `start()` needs a running loop; `await stop()` stops the worker, the informers and the
-  event recorder. Both are idempotent.
+- `start()` needs a running loop; `await stop()` stops the worker, cancels the bindings in
+  flight (a cancelled binding may or may not have reached the server: the next scheduler
+  reads the truth from the API), and stops the informers and the event recorder. Both are
+  idempotent.
 """
 
 from __future__ import annotations
@@ -42,10 +53,8 @@ import asyncio
 import contextlib
 import logging
 import random
-from collections.abc import Mapping
+from collections.abc import Coroutine, Mapping
 from typing import Any
-
-import aiohttp
 
 from kubeling.api.errors import ApiError
 from kubeling.api.kinds import REGISTRY, ResourceInfo
@@ -83,6 +92,11 @@ def _info(plural: str) -> ResourceInfo:
 PODS = _info("pods")
 NODES = _info("nodes")
 
+# Bindings outstanding at once. kube-scheduler runs every binding cycle in its own goroutine,
+# bounded only by its client's QPS (scheduler_perf runs it at 5 000); here each one costs a
+# connection and a coroutine, and 32 keep the API server busy without queueing behind it.
+DEFAULT_MAX_IN_FLIGHT = 32
+
 
 class Scheduler:
     """kube-scheduler's loop for one scheduler name; see the module docstring."""
@@ -95,7 +109,11 @@ class Scheduler:
         rng: random.Random | None = None,
         scheduler_name: str = DEFAULT_SCHEDULER,
         namespace: str | None = None,
+        max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
+        percentage: int | None = 0,
     ) -> None:
+        if max_in_flight < 1:
+            raise ValueError(f"max_in_flight must be at least 1, not {max_in_flight}")
         self.client = client
         self.clock = clock
         self.rng = rng or random.Random()
@@ -105,6 +123,12 @@ class Scheduler:
         self.queue: WorkQueue[str] = WorkQueue("scheduler", clock=clock)
         self.recorder = EventRecorder(client, scheduler_name, clock=clock)
         self.node_infos: dict[str, NodeInfo] = {}
+        self._nodes: list[NodeInfo] | None = None  # node_infos' values, until a node comes or goes
+        self._next_start = 0  # kube-scheduler's rotating nextStartNodeIndex
+        self.percentage = percentage  # percentageOfNodesToScore; 0 adaptive, None all nodes
+        self.max_in_flight = max_in_flight
+        self._slots = asyncio.Semaphore(max_in_flight)
+        self._in_flight: set[asyncio.Task[None]] = set()
         self._orphans: dict[str, dict[str, Object]] = {}  # node name -> pod key -> Pod
         self._placed: dict[str, str] = {}  # pod key (uid) -> node name, as in the cache
         self._assumed: dict[str, str] = {}  # queue key -> node name
@@ -135,6 +159,10 @@ class Scheduler:
             self._worker.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._worker
+        bindings = list(self._in_flight)
+        for task in bindings:
+            task.cancel()
+        await asyncio.gather(*bindings, return_exceptions=True)
         await asyncio.gather(self.pods.stop(), self.nodes.stop())
         await self.recorder.close()
 
@@ -201,6 +229,7 @@ class Scheduler:
         info = self.node_infos.get(name)
         if info is None:
             info = self.node_infos[name] = NodeInfo(node)
+            self._nodes = None
             for pod in self._orphans.pop(name, {}).values():
                 info.add_pod(pod)
         else:
@@ -213,6 +242,7 @@ class Scheduler:
     def _node_deleted(self, node: Object) -> None:
         name = str(node["metadata"]["name"])
         info = self.node_infos.pop(name, None)
+        self._nodes = None
         if info is not None and info.pods:
             self._orphans[name] = {k: dict(p.pod) for k, p in info.pods.items()}
 
@@ -220,49 +250,81 @@ class Scheduler:
         for key in self._unschedulable:
             self.queue.add(key)
 
-    # -- the worker ---------------------------------------------------------------------------
+    # -- the scheduling cycle (serial) ----------------------------------------------------------
 
     async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
         while True:
+            await self._slots.acquire()  # decide only when the decision can be bound at once
             try:
                 key = await self.queue.get()
             except ShutDown:
+                self._slots.release()
                 return
             try:
-                await self._schedule(key)
-            except asyncio.CancelledError:
-                raise
+                binding = self._scheduling_cycle(key)
             except Exception:
                 log.exception("scheduling %s failed", key)
                 self.queue.add_rate_limited(key)
-            finally:
+                binding = None
+            if binding is None:
+                self._slots.release()
                 self.queue.done(key)
+                continue
+            task = loop.create_task(self._binding_cycle(key, binding))
+            self._in_flight.add(task)
+            task.add_done_callback(self._in_flight.discard)
 
-    async def _schedule(self, key: str) -> None:
+    def _scheduling_cycle(self, key: str) -> Coroutine[Any, Any, None] | None:
+        """Decide for `key` and assume; the I/O left to do, or None when there is none."""
         pod = self.pods.cache.get(key)
         if pod is None or key in self._assumed or not needs_scheduling(pod, self.scheduler_name):
             self.queue.forget(key)
-            return
-        decision = schedule_pod(pod, list(self.node_infos.values()), self.rng)
+            return None
+        nodes = self._node_list()
+        start = self._next_start % len(nodes) if nodes else 0
+        decision = schedule_pod(pod, nodes, self.rng, start=start, percentage=self.percentage)
+        if nodes:
+            self._next_start = (start + decision.examined) % len(nodes)
         if decision.node_name is None:
-            await self._fail(key, pod, decision.message)
-            return
+            return self._fail(key, pod, decision.message)
         node = decision.node_name
         assumed = dict(pod)
         assumed["spec"] = {**(pod.get("spec") or {}), "nodeName": node}
         self._assumed[key] = node
         self._place(assumed)
+        return self._bind(key, pod, node)
+
+    def _node_list(self) -> list[NodeInfo]:
+        if self._nodes is None:
+            self._nodes = list(self.node_infos.values())
+        return self._nodes
+
+    # -- the binding cycle (concurrent, at most max_in_flight) --------------------------------
+
+    async def _binding_cycle(self, key: str, binding: Coroutine[Any, Any, None]) -> None:
+        try:
+            await binding
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("scheduling %s failed", key)
+            self.queue.add_rate_limited(key)
+        finally:
+            self.queue.done(key)
+            self._slots.release()
+
+    async def _bind(self, key: str, pod: Object, node: str) -> None:
         try:
             await self.client.bind(pod, node)
-        except ApiError as err:
+        except asyncio.CancelledError:
+            raise
+        except Exception as err:
             self._forget_assumed(key, pod)
-            if err.code in (404, 409):
+            if isinstance(err, ApiError) and err.code in (404, 409):
                 log.info("binding %s to %s: %s; dropped", key, node, err.reason)
                 self.queue.forget(key)
                 return
-            raise
-        except (aiohttp.ClientError, TimeoutError):
-            self._forget_assumed(key, pod)
             raise
         self._unschedulable.discard(key)
         self.queue.forget(key)
@@ -276,12 +338,14 @@ class Scheduler:
         )
 
     def _forget_assumed(self, key: str, pod: Mapping[str, Any]) -> None:
+        """Release what the Pod was assumed to hold, unless the informer has seen it bound."""
         if self._assumed.pop(key, None) is not None:
             current = self.pods.cache.get(key)
             if current is None or not occupies_node(current):
                 self._unplace(pod_key(pod))
 
-    async def _fail(self, key: str, pod: Object, message: str) -> None:
+    def _fail(self, key: str, pod: Object, message: str) -> Coroutine[Any, Any, None] | None:
+        """Record a decision without a fit; the PodScheduled write to make, if any."""
         self.failed += 1
         self._unschedulable.add(key)
         self.queue.add_rate_limited(key)
@@ -291,9 +355,14 @@ class Scheduler:
         condition = unschedulable_condition(message, now_rfc3339())
         if old is not None and old.get("status") == "False":
             if old.get("reason") == condition["reason"] and old.get("message") == message:
-                return  # nothing to write
+                return None  # nothing to write
             condition["lastTransitionTime"] = old.get("lastTransitionTime")
         conditions = [c for c in conditions if c.get("type") != "PodScheduled"] + [condition]
+        return self._write_unschedulable(key, pod, conditions)
+
+    async def _write_unschedulable(
+        self, key: str, pod: Object, conditions: list[dict[str, Any]]
+    ) -> None:
         meta = pod["metadata"]
         try:
             await self.client.patch(

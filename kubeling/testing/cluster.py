@@ -107,7 +107,8 @@ class TestCluster:
     ) -> None:
         self._own_dir = data_dir is None
         # Thread mode runs the API server alone unless asked for the controller manager too
-        # (as `kubeling up` runs it); process mode always runs what the CLI runs.
+        # (as `kubeling up` runs it); process mode always runs `kubeling up`, with
+        # `fake_nodes` simulated nodes.
         self.controllers = controllers or fake_nodes > 0
         self.fake_nodes = fake_nodes
         self._cluster: Cluster | None = None
@@ -184,15 +185,21 @@ class TestCluster:
 
     def _start_process(self) -> None:
         port = self.config.get("port", 0)
+        # `kubeling up` as a user runs it, with the nodes asked for and no others (it will
+        # run one real node by default once there are real nodes).
         cmd = [
             sys.executable,
             "-m",
             "kubeling",
-            "server",
+            "up",
             "--data-dir",
             str(self.data_dir),
             "--port",
             str(port),
+            "--nodes",
+            "0",
+            "--fake-nodes",
+            str(self.fake_nodes),
         ]
         self._child = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=None, text=True)
         assert self._child.stdout is not None
@@ -200,12 +207,12 @@ class TestCluster:
         while time.monotonic() < deadline:
             line = self._child.stdout.readline()
             if not line:
-                raise RuntimeError(f"kubeling server exited with {self._child.wait()}")
+                raise RuntimeError(f"kubeling up exited with {self._child.wait()}")
             match = _READY_LINE.search(line)
             if match:
                 self.url = match.group(1)
                 return
-        raise TimeoutError("kubeling server did not become ready")
+        raise TimeoutError("kubeling up did not become ready")
 
     def run(self, coro: Any, timeout: float = 30) -> Any:
         """Run a coroutine on the server's loop (thread mode), e.g. `server.compact_now()`."""

@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 from kubeling import __version__
-from kubeling.testing.cluster import pinned_kubectl
+from kubeling.testing.cluster import TestCluster, pinned_kubectl, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -37,26 +37,14 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-class Kubeling:
-    """`python -m kubeling <command> --data-dir D --port P` as a child process. Its stdout is
-    read line by line by a thread; its stderr goes to a file (an unread pipe could fill)."""
+class Child:
+    """`python -m kubeling <args>` as a child process. Its stdout is read line by line by a
+    thread; its stderr goes to a file (an unread pipe could fill)."""
 
-    def __init__(self, command: str, data_dir: Path, port: int, *extra: str) -> None:
-        self.data_dir = data_dir
-        self.port = port
+    def __init__(self, *args: str) -> None:
         self._stderr = tempfile.TemporaryFile(mode="w+")  # noqa: SIM115 - closed in close()
         self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "kubeling",
-                command,
-                "--data-dir",
-                str(data_dir),
-                "--port",
-                str(port),
-                *extra,
-            ],
+            [sys.executable, "-m", "kubeling", *args],
             stdout=subprocess.PIPE,
             stderr=self._stderr,
             text=True,
@@ -96,11 +84,6 @@ class Kubeling:
             if line.startswith(prefix):
                 return line
 
-    def wait_ready(self) -> None:
-        ready = self.wait_for_line("kubeling API server ready at ")
-        assert ready.endswith(f"https://127.0.0.1:{self.port}"), ready
-        self.wait_for_line("export KUBECONFIG=")
-
     def stop(self, sig: signal.Signals) -> int:
         """Send `sig` and return the exit code; fails if it takes longer than STOP_TIMEOUT."""
         self.proc.send_signal(sig)
@@ -118,6 +101,20 @@ class Kubeling:
         if self.proc.stdout is not None:
             self.proc.stdout.close()
         self._stderr.close()
+
+
+class Kubeling(Child):
+    """`python -m kubeling <command> --data-dir D --port P` (a server) as a child process."""
+
+    def __init__(self, command: str, data_dir: Path, port: int, *extra: str) -> None:
+        super().__init__(command, "--data-dir", str(data_dir), "--port", str(port), *extra)
+        self.data_dir = data_dir
+        self.port = port
+
+    def wait_ready(self) -> None:
+        ready = self.wait_for_line("kubeling API server ready at ")
+        assert ready.endswith(f"https://127.0.0.1:{self.port}"), ready
+        self.wait_for_line("export KUBECONFIG=")
 
     # -- clients ------------------------------------------------------------------------------
 
@@ -163,9 +160,11 @@ class Kubeling:
 
 
 @contextlib.contextmanager
-def running(command: str, data_dir: Path, port: int | None = None) -> Iterator[Kubeling]:
+def running(
+    command: str, data_dir: Path, port: int | None = None, *extra: str
+) -> Iterator[Kubeling]:
     """A ready kubeling server; killed at the end of the block if it is still running."""
-    server = Kubeling(command, data_dir, port or free_port())
+    server = Kubeling(command, data_dir, port or free_port(), *extra)
     try:
         server.wait_ready()
         yield server
@@ -316,3 +315,117 @@ def test_requests_without_or_with_a_wrong_token_are_unauthorized(tmp_path: Path)
                 401,
                 "Unauthorized",
             ), status
+
+
+# -- nodes: up --nodes / --fake-nodes, agent --fake ------------------------------------------
+
+
+def _one_line(result: subprocess.CompletedProcess[str]) -> str:
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    return lines[0]
+
+
+def _ready_nodes(server: Kubeling) -> list[str]:
+    """The names of the nodes whose Ready condition is True."""
+    nodes = json.loads(server.kubectl("get", "nodes", "-o", "json"))["items"]
+    return sorted(
+        node["metadata"]["name"]
+        for node in nodes
+        for condition in node.get("status", {}).get("conditions", [])
+        if condition["type"] == "Ready" and condition["status"] == "True"
+    )
+
+
+@contextlib.contextmanager
+def agent(*args: str) -> Iterator[Child]:
+    """A `kubeling agent` child; killed at the end of the block if it is still running."""
+    child = Child("agent", *args)
+    try:
+        yield child
+    finally:
+        child.close()
+
+
+def test_up_with_process_running_nodes_exits_with_one_readable_line(tmp_path: Path) -> None:
+    result = _fails_to_start(
+        "up", "--data-dir", str(tmp_path / "data"), "--port", str(free_port()), "--nodes", "1"
+    )
+
+    line = _one_line(result)
+    assert "--nodes" in line and "not available yet" in line, line
+    assert not (tmp_path / "data").exists()  # refused before anything started
+
+
+def test_up_with_fake_nodes_registers_ready_nodes(tmp_path: Path) -> None:
+    with running("up", tmp_path / "data", None, "--nodes", "0", "--fake-nodes", "2") as server:
+        # `up` prints that it is ready once the fake nodes have registered.
+        assert _ready_nodes(server) == ["fake-node-0", "fake-node-1"]
+
+
+def test_agent_without_fake_exits_with_one_readable_line(tmp_path: Path) -> None:
+    result = _fails_to_start("agent", "--kubeconfig", str(tmp_path / "kubeconfig.yaml"))
+
+    line = _one_line(result)
+    assert "not available yet" in line and "--fake" in line, line
+
+
+def test_agent_against_an_unreachable_server_exits_with_one_readable_line(tmp_path: Path) -> None:
+    with running("server", tmp_path / "data") as server:
+        kubeconfig = server.kubeconfig.read_text()
+        assert server.stop(signal.SIGTERM) == 0, server.stderr()
+    (tmp_path / "kubeconfig.yaml").write_text(kubeconfig)
+
+    result = _fails_to_start("agent", "--fake", "--kubeconfig", str(tmp_path / "kubeconfig.yaml"))
+
+    line = _one_line(result)
+    assert "cannot reach the API server" in line, line
+
+
+def test_agent_fake_registers_its_nodes_and_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
+    with (
+        running("server", tmp_path / "data") as server,
+        agent(
+            "--fake",
+            "--count",
+            "2",
+            "--name-prefix",
+            "edge-",
+            "--kubeconfig",
+            str(server.kubeconfig),
+        ) as nodes,
+    ):
+        assert nodes.wait_for_line("kubeling agent: fake nodes ready:").endswith("edge-0 edge-1")
+        assert _ready_nodes(server) == ["edge-0", "edge-1"]
+
+        assert nodes.stop(signal.SIGTERM) == 0, nodes.stderr()
+        assert "Traceback" not in nodes.stderr(), nodes.stderr()
+        # As a stopped kubelet's, the Node stays: the node lifecycle controller's to judge.
+        assert "edge-0" in server.kubectl("get", "nodes", "-o", "name")
+
+
+def test_agent_fake_runs_the_pods_scheduled_to_its_node(tmp_path: Path) -> None:
+    with (
+        running("up", tmp_path / "data") as server,
+        agent("--fake", "--kubeconfig", str(server.kubeconfig)) as nodes,
+    ):
+        nodes.wait_for_line("kubeling agent: fake nodes ready:")
+        server.kubectl("run", "web", "--image=nginx:1.25")
+
+        def running_pod() -> dict:
+            pod = json.loads(server.kubectl("get", "pod", "web", "-o", "json"))
+            return pod if pod["status"].get("phase") == "Running" else {}
+
+        pod = wait_for(running_pod, timeout=30, message="pod web Running")
+        assert pod["spec"]["nodeName"] == "fake-node-0"
+        assert nodes.stop(signal.SIGINT) == 0, nodes.stderr()
+
+
+def test_test_cluster_in_process_mode_runs_its_fake_nodes() -> None:
+    with TestCluster(process=True, fake_nodes=2) as cluster:
+        nodes = json.loads(cluster.kubectl("get", "nodes", "-o", "json").stdout)["items"]
+
+        assert sorted(node["metadata"]["name"] for node in nodes) == [
+            "fake-node-0",
+            "fake-node-1",
+        ]
