@@ -56,13 +56,15 @@ import random
 from collections.abc import Coroutine, Mapping
 from typing import Any
 
+import aiohttp
+
 from kubeling.api.errors import ApiError
 from kubeling.api.kinds import REGISTRY, ResourceInfo
 from kubeling.client.cache import object_key
 from kubeling.client.events import NORMAL, WARNING, EventRecorder
 from kubeling.client.informer import Informer
 from kubeling.client.rest import Client, Object
-from kubeling.client.workqueue import ShutDown, WorkQueue
+from kubeling.client.workqueue import RateLimiter, ShutDown, WorkQueue
 from kubeling.scheduler.algorithm import (
     EVENT_REASON,
     event_note,
@@ -111,6 +113,7 @@ class Scheduler:
         namespace: str | None = None,
         max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
         percentage: int | None = 0,
+        rate_limiter: RateLimiter | None = None,
     ) -> None:
         if max_in_flight < 1:
             raise ValueError(f"max_in_flight must be at least 1, not {max_in_flight}")
@@ -120,7 +123,7 @@ class Scheduler:
         self.scheduler_name = scheduler_name
         self.pods = Informer(client, PODS, namespace, clock=clock)
         self.nodes = Informer(client, NODES, clock=clock)
-        self.queue: WorkQueue[str] = WorkQueue("scheduler", clock=clock)
+        self.queue: WorkQueue[str] = WorkQueue("scheduler", clock=clock, rate_limiter=rate_limiter)
         self.recorder = EventRecorder(client, scheduler_name, clock=clock)
         self.node_infos: dict[str, NodeInfo] = {}
         self._nodes: list[NodeInfo] | None = None  # node_infos' values, until a node comes or goes
@@ -307,8 +310,11 @@ class Scheduler:
             await binding
         except asyncio.CancelledError:
             raise
+        except (ApiError, aiohttp.ClientError, TimeoutError) as err:
+            log.warning("binding %s failed, will retry: %r", key, err)
+            self.queue.add_rate_limited(key)
         except Exception:
-            log.exception("scheduling %s failed", key)
+            log.exception("binding %s failed", key)
             self.queue.add_rate_limited(key)
         finally:
             self.queue.done(key)

@@ -1,6 +1,8 @@
 """The scheduling loop against a real server: pending Pods get bound, a controller's Pods
 spread, an unschedulable Pod gets PodScheduled=False and an event and is bound once a big
-enough Node appears, nodeSelector is respected, bound Pods are left alone."""
+enough Node appears, nodeSelector is respected, bound Pods are left alone; bindings run
+concurrently (bounded), assumed Pods count against later decisions, and a failed binding
+releases what its Pod was assumed to hold."""
 
 from __future__ import annotations
 
@@ -13,8 +15,11 @@ from typing import Any, TypeVar
 
 import pytest
 
+from kubeling.api.errors import ApiError
 from kubeling.api.kinds import REGISTRY, ResourceInfo
+from kubeling.client.kubeconfig import load_kubeconfig
 from kubeling.client.rest import Client
+from kubeling.client.workqueue import ExponentialFailureRateLimiter
 from kubeling.scheduler.loop import Scheduler
 from kubeling.testing import eventually
 from kubeling.testing.cluster import TestCluster
@@ -220,3 +225,151 @@ async def test_a_pod_with_node_name_is_left_alone(env: Env, scheduler: Scheduler
     assert got["spec"]["nodeName"] == "elsewhere"
     conditions = (got.get("status") or {}).get("conditions") or []
     assert not [c for c in conditions if c["type"] == "PodScheduled"]
+
+
+# -- the binding cycle ---------------------------------------------------------------------
+
+
+class GatedClient(Client):
+    """A real client whose bindings wait at a gate (open by default) and can be made to fail;
+    it counts the bindings outstanding."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.gate = asyncio.Event()
+        self.gate.set()
+        self.failing: set[str] = set()  # pod names whose bindings answer 500
+        self.in_flight = 0
+        self.peak = 0
+        self.calls: list[str] = []
+
+    async def bind(self, pod: Any, node: str) -> None:
+        self.calls.append(pod["metadata"]["name"])
+        self.in_flight += 1
+        self.peak = max(self.peak, self.in_flight)
+        try:
+            await self.gate.wait()
+            if pod["metadata"]["name"] in self.failing:
+                raise ApiError(500, "InternalError", "injected binding failure")
+            await super().bind(pod, node)
+        finally:
+            self.in_flight -= 1
+
+
+@pytest.fixture
+async def gated(cluster: TestCluster, env: Env) -> AsyncIterator[GatedClient]:
+    config = load_kubeconfig(str(cluster.kubeconfig))
+    client = GatedClient(config, user_agent="kubeling-tests/gate")
+    try:
+        yield client
+    finally:
+        client.gate.set()
+        await client.close()
+
+
+async def _started(scheduler: Scheduler, nodes: int) -> Scheduler:
+    scheduler.start()
+    await scheduler.wait_synced(10)
+    await eventually(
+        lambda: asyncio.sleep(0, len(scheduler.node_infos) >= nodes), message="nodes seen"
+    )
+    return scheduler
+
+
+async def test_bindings_run_concurrently_up_to_the_limit(env: Env, gated: GatedClient) -> None:
+    n = await env.add_node("a", cpu="8")
+    scheduler = Scheduler(gated, rng=random.Random(1), namespace=env.ns, max_in_flight=4)
+    try:
+        await _started(scheduler, 1)
+        gated.gate.clear()
+        for i in range(10):
+            await env.client.create(PODS, pod(f"p{i}"), env.ns)
+        await eventually(lambda: gated.in_flight == 4, message="four bindings in flight")
+        # The scheduling cycle waits for a free slot instead of deciding ahead: nothing more
+        # than the four in flight has been decided or assumed.
+        assert len(gated.calls) == 4
+        assert scheduler.node_infos[n].requested_cpu == 400
+        gated.gate.set()
+
+        async def all_bound() -> bool:
+            return all([await env.node_of(f"p{i}") == n for i in range(10)])
+
+        await eventually(all_bound, message="ten pods bound")
+        await eventually(lambda: scheduler.scheduled == 10, message="ten bindings counted")
+        assert gated.peak == 4
+        assert sorted(gated.calls) == sorted(f"p{i}" for i in range(10))  # each bound once
+    finally:
+        await scheduler.stop()
+
+
+async def test_assumed_pods_count_against_the_next_decision(env: Env, gated: GatedClient) -> None:
+    n = await env.add_node("small", cpu="1")
+    scheduler = Scheduler(gated, rng=random.Random(1), namespace=env.ns, max_in_flight=8)
+    try:
+        await _started(scheduler, 1)
+        gated.gate.clear()
+        for i in range(4):
+            await env.client.create(PODS, pod(f"q{i}", cpu="300m"), env.ns)
+        # Three fit in 1 CPU; their bindings hang, yet the fourth is refused at once because
+        # the node's tally already holds the three assumed Pods.
+        await eventually(
+            lambda: scheduler.failed >= 1 and gated.in_flight == 3,
+            message="three bindings in flight and the fourth pod refused",
+        )
+        assert scheduler.node_infos[n].requested_cpu == 900
+        gated.gate.set()
+
+        async def bound() -> list[str]:
+            return [name for i in range(4) if await env.node_of(name := f"q{i}") == n]
+
+        await eventually(lambda: asyncio.sleep(0, scheduler.scheduled == 3), message="3 bound")
+        assert len(await bound()) == 3
+    finally:
+        await scheduler.stop()
+
+
+async def test_a_failed_binding_releases_the_assumed_pod_and_backs_off(
+    env: Env, gated: GatedClient
+) -> None:
+    n = await env.add_node("one", cpu="1")
+    # A long back-off, so that the released state can be looked at before the retry.
+    slow = ExponentialFailureRateLimiter(60.0, 60.0)
+    scheduler = Scheduler(
+        gated, rng=random.Random(1), namespace=env.ns, max_in_flight=8, rate_limiter=slow
+    )
+    try:
+        await _started(scheduler, 1)
+        gated.failing.add("doomed")
+        await env.client.create(PODS, pod("doomed", cpu="800m"), env.ns)
+        key = f"{env.ns}/doomed"
+        await eventually(
+            lambda: asyncio.sleep(0, scheduler.queue.num_requeues(key) == 1),
+            message="the failed binding requeued with back-off",
+        )
+        info = scheduler.node_infos[n]
+        assert info.requested_cpu == 0 and info.pod_count == 0
+        assert scheduler.scheduled == 0
+        # The freed CPU is really free: a Pod that needs it is placed on that node.
+        await env.client.create(PODS, pod("next", cpu="800m"), env.ns)
+
+        async def next_bound() -> bool:
+            return await env.node_of("next") == n
+
+        await eventually(next_bound, message="the next pod bound where the failed one was")
+        assert gated.calls.count("doomed") == 1  # still backing off, not spinning
+        assert await env.node_of("doomed") == ""
+    finally:
+        await scheduler.stop()
+
+
+async def test_stop_cancels_bindings_in_flight(env: Env, gated: GatedClient) -> None:
+    await env.add_node("a")
+    scheduler = Scheduler(gated, rng=random.Random(1), namespace=env.ns, max_in_flight=2)
+    await _started(scheduler, 1)
+    gated.gate.clear()
+    for i in range(3):
+        await env.client.create(PODS, pod(f"s{i}"), env.ns)
+    await eventually(lambda: gated.in_flight == 2, message="two bindings in flight")
+    await scheduler.stop()
+    assert gated.in_flight == 0
+    await scheduler.stop()  # idempotent
