@@ -280,3 +280,13 @@ def test_availability_condition_follows_the_floor() -> None:
     assert progress.get_condition(low, "Available")["status"] == "False"  # type: ignore[index]
     assert progress.get_condition(ok, "Available")["status"] == "True"  # type: ignore[index]
     assert "unavailableReplicas" not in progress.status_for(d, [rs("a", 4)], None, now)
+
+
+def test_pods_an_old_replicaset_is_about_to_delete_do_not_count_as_available() -> None:
+    # 100 replicas (floor 75). The old RS was just scaled to 9 but its status still shows
+    # 14 available; the new RS has 71 available. Only 9 + 71 = 80 will stay: 5 may go, not 10.
+    d = deployment(100)
+    old = rs("old", 9, available=14)
+    new = rs("new", 100, available=71)
+    plan = available_scale_down(d, [old, new], [old])
+    assert [(r["metadata"]["name"], size) for r, size in plan] == [("old", 4)]

@@ -6,7 +6,9 @@ One step of a rolling update, repeated on every reconcile until the rollout is c
    `replicas` if it is bigger). If it moved, stop: the next step waits for the pods.
 2. **Scale old ReplicaSets down** as far as `replicas - maxUnavailable` allows, in two passes:
    first pods that are not available anyway (they cost no availability), oldest ReplicaSet
-   first; then available ones, as far as the available pods above the floor allow.
+   first; then available ones, as far as the available pods above the floor allow. A
+   ReplicaSet's available pods count only up to its `spec.replicas`: the rest are about to be
+   deleted by the ReplicaSet controller, whose status may not say so yet.
 3. Once complete, old ReplicaSets beyond `revisionHistoryLimit` are deleted.
 
 Worked example (Kubernetes' own): 10 replicas, maxSurge 3, maxUnavailable 2; the old RS has
@@ -32,7 +34,6 @@ from kubeling.controllers.deployment.replicasets import (
     replicas,
     status_count,
     total_replicas,
-    total_status,
 )
 
 if TYPE_CHECKING:
@@ -67,12 +68,18 @@ def unhealthy_cleanup(old_rss: Sequence[Object], budget: int) -> Plan:
     return plan
 
 
+def _surely_available(rs: Object) -> int:
+    """Available pods that will stay: a ReplicaSet just scaled below its status still
+    reports the pods it is about to delete, which must not count towards the floor."""
+    return min(status_count(rs, "availableReplicas"), replicas(rs))
+
+
 def available_scale_down(
     deployment: Object, all_rss: Sequence[Object], old_rss: Sequence[Object]
 ) -> Plan:
     """Scale down old ReplicaSets while the available pods stay at or above the floor."""
     floor = replicas(deployment) - max_unavailable(deployment)
-    spare = total_status(all_rss, "availableReplicas") - floor
+    spare = sum(_surely_available(rs) for rs in all_rss) - floor
     plan: Plan = []
     removed = 0
     for rs in by_creation(old_rss):
