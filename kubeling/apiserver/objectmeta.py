@@ -30,6 +30,8 @@ _SERVER_OWNED = (
     "selfLink",
 )
 
+_OMITTED_WHEN_EMPTY = ("labels", "annotations", "ownerReferences", "finalizers")
+
 
 def deep_copy(obj: Any) -> Any:
     """Fast deep copy of a JSON document (7 µs for a Pod, 8x faster than copy.deepcopy)."""
@@ -61,9 +63,18 @@ def initial_status(info: ResourceInfo, obj: dict[str, Any]) -> dict[str, Any] | 
     return None
 
 
+def drop_empty_collections(meta: dict[str, Any]) -> None:
+    """Empty labels, annotations, ownerReferences and finalizers are not kept: Kubernetes
+    serialises them with `omitempty`, so clients never see `ownerReferences: []`."""
+    for key in _OMITTED_WHEN_EMPTY:
+        if key in meta and not meta[key]:
+            del meta[key]
+
+
 def prepare_create(info: ResourceInfo, obj: dict[str, Any]) -> None:
     """Server-owned metadata and status of a new object, in place."""
     meta = obj.setdefault("metadata", {})
+    drop_empty_collections(meta)
     for key in _SERVER_OWNED:
         meta.pop(key, None)
     meta.pop("managedFields", None)
@@ -82,6 +93,7 @@ def prepare_create(info: ResourceInfo, obj: dict[str, Any]) -> None:
 def prepare_update(info: ResourceInfo, obj: dict[str, Any], old: dict[str, Any]) -> None:
     """Carry server-owned metadata (and status, behind a subresource) over from `old`."""
     meta = obj.setdefault("metadata", {})
+    drop_empty_collections(meta)
     old_meta = old.get("metadata", {})
     for key in _SERVER_OWNED:
         if key in old_meta:

@@ -48,6 +48,19 @@ def test_generate_name_appends_a_random_suffix(core: client.CoreV1Api, ns: str) 
     assert core.read_namespaced_config_map(first.metadata.name, ns).data == {"a": "1"}
 
 
+def test_empty_metadata_collections_are_omitted_as_kubernetes_does(
+    http: Any, core: client.CoreV1Api, ns: str
+) -> None:
+    body = configmap("empty", a="1")
+    body["metadata"].update(labels={}, annotations={}, ownerReferences=[], finalizers=[])
+    core.create_namespaced_config_map(ns, body)
+    core.patch_namespaced_config_map("empty", ns, {"metadata": {"labels": {"x": None}}})
+
+    stored = http.request("GET", f"/api/v1/namespaces/{ns}/configmaps/empty").json()
+
+    assert not {"labels", "annotations", "ownerReferences", "finalizers"} & set(stored["metadata"])
+
+
 # -- status and generation -------------------------------------------------------------------
 
 
