@@ -145,6 +145,25 @@ async def test_creates_the_replicas_with_labels_and_an_owner_reference(
     await eventually(created_events, message="3 SuccessfulCreate events")
 
 
+async def test_a_second_controller_over_the_same_state_creates_nothing(
+    client: Client, ns: str, controller: Controller, recorder: EventRecorder
+) -> None:
+    await client.create(REPLICASETS, replicaset("web", 3), ns)
+    before = sorted(p["metadata"]["name"] for p in await wait_pods(client, ns, 3))
+    await wait_status(client, ns, "web", replicas=3)
+
+    second_manager = Manager(client)
+    second = replicaset_controller(client, second_manager, recorder)
+    await second_manager.start()
+    try:
+        for _ in range(2):  # its caches are synced once the manager has started
+            await second.reconciler.reconcile(f"{ns}/web")
+    finally:
+        await second_manager.stop()
+
+    assert sorted(p["metadata"]["name"] for p in await active_pods(client, ns)) == before
+
+
 async def test_a_deleted_pod_is_replaced(client: Client, ns: str, controller: Controller) -> None:
     await client.create(REPLICASETS, replicaset("web", 2), ns)
     victim = (await wait_pods(client, ns, 2))[0]["metadata"]["name"]
