@@ -39,8 +39,9 @@ VERSION_INFO = {
     "compiler": "gc",
     "platform": "linux/amd64",
 }
-# Readable without a token, as Kubernetes' default RBAC lets anonymous users read them.
-_PUBLIC_PATHS = ("/version", "/healthz", "/livez", "/readyz")
+# Readable without a token, as Kubernetes' default RBAC lets anonymous users read them; and
+# `/cacerts`, the cluster CA, which a joining agent checks against its node token (certs.py).
+_PUBLIC_PATHS = ("/version", "/healthz", "/livez", "/readyz", "/cacerts")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -100,8 +101,10 @@ class ApiApp:
         server_address: str,
         ready: Callable[[], bool],
         registry: Registry = REGISTRY,
+        ca_pem: bytes = b"",
     ) -> None:
         self.rest = rest
+        self.ca_pem = ca_pem  # served at /cacerts (404 when empty)
         self.tokens = tokens  # bearer token → user name
         self.server_address = server_address
         self.ready = ready
@@ -120,8 +123,10 @@ class ApiApp:
         header = request.headers.get("Authorization", "")
         if header:
             scheme, _, token = header.partition(" ")
+            # Compared as bytes: compare_digest refuses non-ASCII str (a 500, not a 401).
+            presented = token.strip().encode("utf-8", "surrogateescape")
             if scheme.lower() != "bearer" or not any(
-                secrets.compare_digest(token.strip(), known) for known in self.tokens
+                secrets.compare_digest(presented, known.encode()) for known in self.tokens
             ):
                 raise errors.unauthorized()
             return
@@ -165,6 +170,8 @@ class ApiApp:
             raise errors.method_not_allowed(request.method, request.path)
         if head == "version" and len(segments) == 1:
             return bodies.json_response(VERSION_INFO)
+        if head == "cacerts" and len(segments) == 1 and self.ca_pem:
+            return web.Response(body=self.ca_pem, content_type="text/plain")
         if head in ("healthz", "livez", "readyz"):
             return self._health(head)
         if head == "metrics" and len(segments) == 1:
@@ -260,7 +267,7 @@ class ApiApp:
 
 
 _KNOWN_LABELS = frozenset(
-    {"", "version", "healthz", "livez", "readyz", "metrics", "openapi", "api", "apis"}
+    {"", "version", "healthz", "livez", "readyz", "metrics", "openapi", "api", "apis", "cacerts"}
     | {r.plural for r in REGISTRY.resources}
 )
 

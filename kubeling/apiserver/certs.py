@@ -1,16 +1,33 @@
-"""TLS and credentials of a data dir: the cluster CA, the serving certificate, the admin token
-and the admin kubeconfig.
+"""TLS and credentials of a data dir: the cluster CA, the serving certificate, the admin token,
+the admin kubeconfig and the node join token.
 
-Everything is generated on first start and reused after, so a kubeconfig handed out once keeps
-working across restarts. Keys are written with mode 0600. The serving certificate names every
-address a client may use for the API server: localhost, 127.0.0.1, the bind address and the
-in-cluster names of the `kubernetes` Service.
+Everything is generated on first start and reused after, so a kubeconfig or join token handed
+out once keeps working across restarts. Keys and tokens are written with mode 0600. The serving
+certificate names every address a client may use for the API server: localhost, 127.0.0.1, the
+bind address and the in-cluster names of the `kubernetes` Service.
+
+**The node join token** (`<data-dir>/node-token`) has k3s's shape:
+
+    K10<sha256 hex of the CA certificate PEM>::node:<secret>
+
+The part before `::` lets a joining agent trust the server without being given the CA: it
+fetches the PEM from the unauthenticated `GET /cacerts` over a TLS connection it does not
+verify, and uses it only if its SHA-256 is the token's (k3s's "secure" token format). The part
+after `::`, `node:<secret>` (the *credential*), is what the agent then sends as its bearer
+token; the API server authenticates it as the user `system:node` (there is no RBAC: it only
+authenticates). The bearer token is the whole `node:<secret>` rather than the secret alone: the
+token's two halves are then exactly the two things an agent uses, and the user part leaves room
+for other kinds of join token, as k3s's `server:` ones.
+
+If the CA is ever regenerated (its files deleted), the hash in the token file is rewritten and
+the secret kept, so a token file is always current after the server has started.
 """
 
 from __future__ import annotations
 
 import base64
 import datetime
+import hashlib
 import ipaddress
 import os
 import secrets
@@ -25,6 +42,10 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 _VALIDITY = datetime.timedelta(days=3650)
+
+NODE_TOKEN_PREFIX = "K10"
+NODE_USER = "node"  # the user part of a node token's credential
+NODE_USER_NAME = "system:node"  # who a node credential authenticates as
 
 
 def _write_private(path: Path, data: bytes) -> None:
@@ -54,6 +75,7 @@ class Credentials:
     server_cert: Path
     server_key: Path
     admin_token: str
+    node_credential: str  # `node:<secret>`, the bearer token of the node join token
 
     def ssl_context(self) -> ssl.SSLContext:
         context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
@@ -104,7 +126,66 @@ def ensure_credentials(data_dir: Path, hosts: list[str]) -> Credentials:
     if not token_file.exists():
         _write_private(token_file, secrets.token_hex(32).encode())
     token = token_file.read_text().strip()
-    return Credentials(ca_cert, server_cert, server_key, token)
+    node_credential = _ensure_node_token(data_dir / "node-token", ca_cert.read_bytes())
+    return Credentials(ca_cert, server_cert, server_key, token, node_credential)
+
+
+# -- the node join token ----------------------------------------------------------------------
+
+
+class NodeTokenError(ValueError):
+    """A node token that is not `K10<sha256 hex>::<user>:<secret>`."""
+
+
+@dataclass(frozen=True)
+class NodeToken:
+    """A parsed node join token; see the module docstring."""
+
+    ca_hash: str  # sha256 hex of the CA certificate PEM
+    credential: str  # `<user>:<secret>`: the bearer token
+
+    def __str__(self) -> str:
+        return f"{NODE_TOKEN_PREFIX}{self.ca_hash}::{self.credential}"
+
+    def trusts(self, ca_pem: bytes) -> bool:
+        """Whether `ca_pem` is the CA this token was made for."""
+        return ca_hash(ca_pem) == self.ca_hash
+
+
+def ca_hash(ca_pem: bytes) -> str:
+    return hashlib.sha256(ca_pem).hexdigest()
+
+
+def parse_node_token(text: str) -> NodeToken:
+    """Parse a node token (surrounding whitespace ignored); `NodeTokenError` if malformed."""
+    head, sep, credential = text.strip().partition("::")
+    digest = head.removeprefix(NODE_TOKEN_PREFIX)
+    user, colon, secret = credential.partition(":")
+    if (
+        not sep
+        or not head.startswith(NODE_TOKEN_PREFIX)
+        or len(digest) != 64
+        or any(c not in "0123456789abcdef" for c in digest)
+        or not (user and colon and secret)
+    ):
+        raise NodeTokenError(
+            f"not a node token (expected {NODE_TOKEN_PREFIX}<sha256 hex>::{NODE_USER}:<secret>)"
+        )
+    return NodeToken(digest, credential)
+
+
+def _ensure_node_token(path: Path, ca_pem: bytes) -> str:
+    """Write `path` once (a new secret) and keep its secret afterwards; returns the credential."""
+    credential = f"{NODE_USER}:{secrets.token_hex(16)}"
+    if path.exists():
+        try:
+            credential = parse_node_token(path.read_text()).credential
+        except NodeTokenError as err:
+            raise NodeTokenError(f"{path}: {err}; delete it to have a new one made") from None
+    token = str(NodeToken(ca_hash(ca_pem), credential))
+    if not path.exists() or path.read_text().strip() != token:
+        _write_private(path, f"{token}\n".encode())
+    return credential
 
 
 def _sans(hosts: list[str]) -> list[x509.GeneralName]:

@@ -97,11 +97,16 @@ class APIServer:
         self.credentials = certs.ensure_credentials(config.data_dir, [config.bind])
         watch_metrics = WatchMetrics()
         rest = RestHandlers(self.objects, self.caches, watch_metrics)
+        credentials = self.credentials
         app = ApiApp(
             rest,
-            {self.credentials.admin_token: "admin"},
+            {
+                credentials.admin_token: "admin",
+                credentials.node_credential: certs.NODE_USER_NAME,
+            },
             f"{_host(config.bind)}:{self.port}",
             self.ready,
+            ca_pem=credentials.ca_cert.read_bytes(),
         ).build()
         self._runner = web.AppRunner(
             app, access_log=None, handler_cancellation=True, shutdown_timeout=1.0

@@ -4,6 +4,7 @@ on temporary data dirs and free ports, driven with the pinned kubectl and stoppe
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import http.client
 import json
 import os
@@ -364,10 +365,22 @@ def test_up_with_fake_nodes_registers_ready_nodes(tmp_path: Path) -> None:
 
 
 def test_agent_without_fake_exits_with_one_readable_line(tmp_path: Path) -> None:
-    result = _fails_to_start("agent", "--kubeconfig", str(tmp_path / "kubeconfig.yaml"))
+    for join in (
+        ["--kubeconfig", str(tmp_path / "kubeconfig.yaml")],
+        ["--server", "https://127.0.0.1:6443", "--token-file", str(tmp_path / "node-token")],
+    ):
+        result = _fails_to_start("agent", *join)
 
+        line = _one_line(result)
+        assert "not available yet" in line and "--fake" in line, line
+
+
+def test_agent_without_a_cluster_to_join_exits_with_one_readable_line(tmp_path: Path) -> None:
+    result = _fails_to_start("agent", "--fake", "--data-dir", str(tmp_path / "agent"))
+
+    assert result.returncode == 2
     line = _one_line(result)
-    assert "not available yet" in line and "--fake" in line, line
+    assert "--server" in line and "--token-file" in line and "--kubeconfig" in line, line
 
 
 def test_agent_against_an_unreachable_server_exits_with_one_readable_line(tmp_path: Path) -> None:
@@ -376,7 +389,14 @@ def test_agent_against_an_unreachable_server_exits_with_one_readable_line(tmp_pa
         assert server.stop(signal.SIGTERM) == 0, server.stderr()
     (tmp_path / "kubeconfig.yaml").write_text(kubeconfig)
 
-    result = _fails_to_start("agent", "--fake", "--kubeconfig", str(tmp_path / "kubeconfig.yaml"))
+    result = _fails_to_start(
+        "agent",
+        "--fake",
+        "--kubeconfig",
+        str(tmp_path / "kubeconfig.yaml"),
+        "--data-dir",
+        str(tmp_path / "agent"),
+    )
 
     line = _one_line(result)
     assert "cannot reach the API server" in line, line
@@ -393,6 +413,8 @@ def test_agent_fake_registers_its_nodes_and_stops_cleanly_on_sigterm(tmp_path: P
             "edge-",
             "--kubeconfig",
             str(server.kubeconfig),
+            "--data-dir",
+            str(tmp_path / "agent"),
         ) as nodes,
     ):
         assert nodes.wait_for_line("kubeling agent: fake nodes ready:").endswith("edge-0 edge-1")
@@ -407,7 +429,9 @@ def test_agent_fake_registers_its_nodes_and_stops_cleanly_on_sigterm(tmp_path: P
 def test_agent_fake_runs_the_pods_scheduled_to_its_node(tmp_path: Path) -> None:
     with (
         running("up", tmp_path / "data") as server,
-        agent("--fake", "--kubeconfig", str(server.kubeconfig)) as nodes,
+        agent(
+            "--fake", "--kubeconfig", str(server.kubeconfig), "--data-dir", str(tmp_path / "agent")
+        ) as nodes,
     ):
         nodes.wait_for_line("kubeling agent: fake nodes ready:")
         server.kubectl("run", "web", "--image=nginx:1.25")
@@ -419,6 +443,79 @@ def test_agent_fake_runs_the_pods_scheduled_to_its_node(tmp_path: Path) -> None:
         pod = wait_for(running_pod, timeout=30, message="pod web Running")
         assert pod["spec"]["nodeName"] == "fake-node-0"
         assert nodes.stop(signal.SIGINT) == 0, nodes.stderr()
+
+
+def test_agent_joins_with_the_node_token_and_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
+    with running("server", tmp_path / "data") as server:
+        url = f"https://127.0.0.1:{server.port}"
+        token_file = server.data_dir / "node-token"
+        with agent(
+            "--fake",
+            "--server",
+            url,
+            "--token-file",
+            str(token_file),
+            "--name",
+            "n1",
+            "--data-dir",
+            str(tmp_path / "agent"),
+        ) as node:
+            assert node.wait_for_line("kubeling agent: fake nodes ready:").endswith(" n1")
+            code, n1 = server.request("/api/v1/nodes/n1", server.token)
+            assert code == 200, n1
+            ready = [c for c in n1["status"]["conditions"] if c["type"] == "Ready"]
+            assert [c["status"] for c in ready] == ["True"], n1["status"]
+            assert (tmp_path / "agent").is_dir()
+
+            assert node.stop(signal.SIGTERM) == 0, node.stderr()
+            assert "Traceback" not in node.stderr(), node.stderr()
+
+
+def test_agent_with_a_token_for_another_ca_exits_with_one_readable_line(tmp_path: Path) -> None:
+    with running("server", tmp_path / "data") as server:
+        real = (server.data_dir / "node-token").read_text().strip()
+        credential = real.partition("::")[2]
+        other_ca = hashlib.sha256(b"some other cluster's CA").hexdigest()
+        forged = tmp_path / "node-token"
+        forged.write_text(f"K10{other_ca}::{credential}\n")
+
+        result = _fails_to_start(
+            "agent",
+            "--fake",
+            "--server",
+            f"https://127.0.0.1:{server.port}",
+            "--token-file",
+            str(forged),
+            "--name",
+            "n1",
+            "--data-dir",
+            str(tmp_path / "agent"),
+        )
+
+        assert result.returncode == 1
+        assert _one_line(result) == "kubeling: the server's CA does not match the token's hash"
+        code, _ = server.request("/api/v1/nodes/n1", server.token)
+        assert code == 404  # it never talked to the server with its credential
+
+
+def test_agent_with_a_malformed_token_file_exits_with_one_readable_line(tmp_path: Path) -> None:
+    token_file = tmp_path / "node-token"
+    token_file.write_text("not-a-token\n")
+
+    result = _fails_to_start(
+        "agent",
+        "--fake",
+        "--server",
+        "https://127.0.0.1:1",
+        "--token-file",
+        str(token_file),
+        "--data-dir",
+        str(tmp_path / "agent"),
+    )
+
+    assert result.returncode == 2
+    line = _one_line(result)
+    assert str(token_file) in line and "not a node token" in line, line
 
 
 def test_test_cluster_in_process_mode_runs_its_fake_nodes() -> None:
