@@ -15,6 +15,7 @@ from kubeling.client.rest import Client
 from kubeling.controllers.deployment import deployment_controller
 from kubeling.controllers.garbagecollector import garbage_collector
 from kubeling.controllers.namespace import namespace_controller
+from kubeling.controllers.nodelifecycle import node_lifecycle_controller
 from kubeling.controllers.podgc import podgc_controller
 from kubeling.controllers.replicaset import replicaset_controller
 from kubeling.reconcile import Manager
@@ -52,6 +53,9 @@ class Cluster:
         garbage_collector(self.client, self.manager)
         namespace_controller(self.client, self.manager)
         podgc_controller(self.client, self.manager)
+        nodes = EventRecorder(self.client, "node-controller")
+        self.recorders.append(nodes)
+        node_lifecycle_controller(self.client, self.manager, nodes)
         replicasets = EventRecorder(self.client, "replicaset-controller")
         self.recorders.append(replicasets)
         replicaset_controller(self.client, self.manager, replicasets)
