@@ -283,7 +283,7 @@ def main() -> None:
             [place_pods(100, 10_000, 100, None) for _ in range(args.runs)],
         )
         _rate_line(
-            f"{args.pods} pods onto {args.nodes} nodes (adaptive), one by one",
+            f"{args.pods} pods onto {args.nodes} nodes (adaptive)",
             args.pods,
             [place_pods(args.nodes, args.pods, 100, 0) for _ in range(max(args.runs // 2, 1))],
         )
