@@ -9,6 +9,8 @@ parts know only the API.
 from __future__ import annotations
 
 from kubeling.agent import FakeNodes
+from kubeling.agent.agent import NodeAgent
+from kubeling.agent.fake import pod_cidr_for
 from kubeling.apiserver.server import APIServer, ServerConfig
 from kubeling.client.events import EventRecorder
 from kubeling.client.rest import Client
@@ -21,15 +23,28 @@ from kubeling.controllers.replicaset import replicaset_controller
 from kubeling.reconcile import Manager
 from kubeling.scheduler.loop import Scheduler
 
+# Local agents heartbeat often and are judged fast: on one machine a silent agent is dead, not
+# slow, and its pods should come back elsewhere within seconds (Kubernetes: 40 s, then 5 min).
+LOCAL_LEASE_DURATION = 5
+
 
 class Cluster:
     def __init__(
-        self, config: ServerConfig, *, controllers: bool = True, fake_nodes: int = 0
+        self,
+        config: ServerConfig,
+        *,
+        controllers: bool = True,
+        nodes: int = 0,
+        fake_nodes: int = 0,
+        node_lease_duration: int = LOCAL_LEASE_DURATION,
     ) -> None:
         self.server = APIServer(config)
         self.with_controllers = controllers
+        self.node_count = nodes
+        self.node_lease_duration = node_lease_duration
         self.fake_node_count = fake_nodes
         self.fake_nodes: FakeNodes | None = None
+        self.agents: list[NodeAgent] = []
         self.client: Client | None = None
         self.manager: Manager | None = None
         self.scheduler: Scheduler | None = None
@@ -66,12 +81,27 @@ class Cluster:
         self.scheduler = Scheduler(self.client)
         self.scheduler.start()
         await self.scheduler.wait_synced(30)
+        for index in range(self.node_count):
+            name = f"node-{index}"
+            agent = NodeAgent(
+                self.client,
+                name,
+                data_dir=self.server.config.data_dir / "nodes" / name,
+                pod_cidr=pod_cidr_for(index),
+                lease_duration=self.node_lease_duration,
+                renew_interval=max(self.node_lease_duration / 4, 0.5),
+            )
+            await agent.start()
+            self.agents.append(agent)
         if self.fake_node_count:
             self.fake_nodes = FakeNodes(self.client, self.fake_node_count)
             await self.fake_nodes.start()
             await self.fake_nodes.wait_synced(30)
 
     async def stop(self) -> None:
+        for agent in reversed(self.agents):
+            await agent.stop()
+        self.agents.clear()
         if self.fake_nodes is not None:
             await self.fake_nodes.stop()
         if self.scheduler is not None:

@@ -1,0 +1,241 @@
+"""The node agent (the kubelet's job): runs the pods bound to its node as local processes.
+
+    agent = NodeAgent(client, "node-1", data_dir=Path("~/.kubeling/nodes/node-1"))
+    await agent.start()
+    ...
+    await agent.stop()
+
+Contract:
+
+* **One node.** `start()` registers the Node and keeps its Lease fresh (`node.py`), then
+  watches only the Pods with `spec.nodeName=<node>` and runs one `PodWorker` per pod. It also
+  watches ConfigMaps, Secrets and Services, which pods read as environment and files: a
+  changed ConfigMap or Secret refreshes the volumes of the pods that use it, in place.
+* **Pod IPs** come from the node's pod CIDR (DESIGN.md § 6: a /24 of 127.128.0.0/9); `.1` is
+  never handed out. A pod keeps its IP for its lifetime; a new pod (new uid) gets a new one.
+* **Leftovers of an earlier run.** Every container's process group id is written to
+  `<data-dir>/pods/<uid>/pids/<container>`. A starting agent kills the groups it finds there
+  (a previous agent was killed and its processes outlived it) and removes the directories of
+  pods no longer bound to it, so processes never run twice and a pod moved elsewhere stops here.
+* `stop()` stops every pod's containers (SIGTERM, then SIGKILL after their grace period) and
+  the heartbeat; the Node and its Lease stay, for the node lifecycle controller to judge.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import logging
+import os
+import shutil
+import signal
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from kubeling.agent.node import NODE_ADDRESS, NodeHeartbeat, NodeIdentity
+from kubeling.agent.podworker import PodWorker, pod_env_defaults
+from kubeling.agent.runtime import ContainerRuntime, ProcessRuntime
+from kubeling.agent.volumes import PodVolumes
+from kubeling.api.kinds import REGISTRY, ResourceInfo
+from kubeling.client.cache import Object
+from kubeling.client.events import EventRecorder
+from kubeling.client.informer import Informer
+from kubeling.client.rest import Client
+from kubeling.util.clock import REAL_CLOCK, Clock
+
+log = logging.getLogger(__name__)
+
+
+def _info(group: str, plural: str) -> ResourceInfo:
+    info = REGISTRY.by_path(group, "v1", plural)
+    if info is None:  # pragma: no cover - the registry always serves these kinds
+        raise RuntimeError(f"{plural} are not registered")
+    return info
+
+
+PODS = _info("", "pods")
+CONFIGMAPS = _info("", "configmaps")
+SECRETS = _info("", "secrets")
+SERVICES = _info("", "services")
+
+
+class NodeAgent:
+    def __init__(
+        self,
+        client: Client,
+        name: str,
+        *,
+        data_dir: Path,
+        pod_cidr: str,
+        runtime: ContainerRuntime | None = None,
+        clock: Clock = REAL_CLOCK,
+        lease_duration: int = 40,
+        renew_interval: float = 10.0,
+    ) -> None:
+        self.client = client
+        self.node_name = name
+        self.host_ip = NODE_ADDRESS
+        self.data_dir = data_dir
+        self.pods_dir = data_dir / "pods"
+        self.runtime: ContainerRuntime = runtime or ProcessRuntime()
+        self.clock = clock
+        self.pod_cidr = pod_cidr
+        network = ipaddress.ip_network(pod_cidr)
+        self._free = [str(ip) for ip in list(network.hosts())[1:]]
+        self._ips: dict[str, str] = {}
+        self.identity = NodeIdentity(name=name, pod_cidr=pod_cidr, data_dir=data_dir)
+        self.heartbeat = NodeHeartbeat(
+            client,
+            self.identity,
+            lease_duration=lease_duration,
+            renew_interval=renew_interval,
+            clock=clock,
+        )
+        self.recorder = EventRecorder(client, "kubelet", host=name)
+        self.pods = Informer(client, PODS, field_selector=f"spec.nodeName={name}", clock=clock)
+        self.configmaps = Informer(client, CONFIGMAPS, clock=clock)
+        self.secrets = Informer(client, SECRETS, clock=clock)
+        self.service_informer = Informer(client, SERVICES, clock=clock)
+        self.workers: dict[str, PodWorker] = {}  # pod uid -> worker
+        self._started = False
+
+    # -- lifecycle ----------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        if self._started:
+            return
+        self._started = True
+        self.pods_dir.mkdir(parents=True, exist_ok=True)
+        kill_leftovers(self.pods_dir)
+        await self.heartbeat.start()
+        for informer in (self.configmaps, self.secrets, self.service_informer):
+            informer.start()
+        self.configmaps.add_handlers(None, lambda _o, new: self._source_changed("configmap", new))
+        self.secrets.add_handlers(None, lambda _o, new: self._source_changed("secret", new))
+        await asyncio.gather(
+            *(i.wait_synced() for i in (self.configmaps, self.secrets, self.service_informer))
+        )
+        self.pods.add_handlers(
+            self._pod_seen, lambda _old, new: self._pod_seen(new), self._pod_gone
+        )
+        self.pods.start()
+        await self.pods.wait_synced()
+        bound = {str(p["metadata"].get("uid")) for p in self.pods.cache.list()}
+        remove_stale_pod_dirs(self.pods_dir, keep=bound)
+
+    async def wait_synced(self, timeout: float | None = None) -> None:
+        await asyncio.wait_for(self.pods.wait_synced(), timeout)
+
+    async def stop(self) -> None:
+        workers = list(self.workers.values())
+        self.workers.clear()
+        await asyncio.gather(*(w.stop() for w in workers), return_exceptions=True)
+        await self.heartbeat.stop()
+        for informer in (self.pods, self.configmaps, self.secrets, self.service_informer):
+            await informer.stop()
+        await self.recorder.close()
+        self._started = False
+
+    # -- pods ---------------------------------------------------------------------------------
+
+    def _pod_seen(self, pod: Object) -> None:
+        uid = str(pod["metadata"].get("uid"))
+        worker = self.workers.get(uid)
+        if worker is None:
+            phase = (pod.get("status") or {}).get("phase")
+            if phase in ("Succeeded", "Failed") and not pod["metadata"].get("deletionTimestamp"):
+                return  # finished before this agent saw it
+            worker = PodWorker(self, pod)
+            self.workers[uid] = worker
+            worker.start()
+            asyncio.get_running_loop().create_task(self._reap(uid, worker))
+        else:
+            worker.update(pod)
+
+    def _pod_gone(self, pod: Object) -> None:
+        worker = self.workers.get(str(pod["metadata"].get("uid")))
+        if worker is not None:
+            worker.update(None)
+
+    async def _reap(self, uid: str, worker: PodWorker) -> None:
+        await worker.finished.wait()
+        if self.workers.get(uid) is worker:
+            del self.workers[uid]
+
+    def _source_changed(self, kind: str, obj: Mapping[str, Any]) -> None:
+        name = obj["metadata"]["name"]
+        namespace = obj["metadata"].get("namespace")
+        for worker in self.workers.values():
+            if worker.pod["metadata"].get("namespace") != namespace:
+                continue
+            if (kind, name) in PodVolumes.referenced_objects(worker.pod):
+                worker.refresh_volumes = True
+                worker.poke()
+
+    # -- what pod workers ask of their node ---------------------------------------------------
+
+    def configmap(self, namespace: str, name: str) -> Mapping[str, Any] | None:
+        return self.configmaps.cache.get(f"{namespace}/{name}")
+
+    def secret(self, namespace: str, name: str) -> Mapping[str, Any] | None:
+        return self.secrets.cache.get(f"{namespace}/{name}")
+
+    def services(self, namespace: str) -> Sequence[Mapping[str, Any]]:
+        found = self.service_informer.cache.list(namespace)
+        if namespace != "default":
+            master = self.service_informer.cache.get("default/kubernetes")
+            if master is not None:
+                found = [*found, master]
+        return found
+
+    def allocate_ip(self, pod: Mapping[str, Any]) -> str:
+        uid = str(pod["metadata"].get("uid"))
+        if uid in self._ips:
+            return self._ips[uid]
+        recorded = str((pod.get("status") or {}).get("podIP") or "")
+        if recorded in self._free:
+            self._free.remove(recorded)
+            ip = recorded
+        elif self._free:
+            ip = self._free.pop(0)
+        else:
+            raise RuntimeError(f"node {self.node_name}: no pod IP left in {self.pod_cidr}")
+        self._ips[uid] = ip
+        return ip
+
+    def release_ip(self, uid: str) -> None:
+        ip = self._ips.pop(uid, None)
+        if ip is not None:
+            self._free.append(ip)
+
+    def base_env(self, pod: Mapping[str, Any], pod_ip: str) -> dict[str, str]:
+        home = self.pods_dir / str(pod["metadata"].get("uid"))
+        return pod_env_defaults(pod, pod_ip, home)
+
+    def record_pid(self, uid: str, container: str, pgid: int) -> None:
+        path = self.pods_dir / uid / "pids" / container
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(str(pgid))
+
+
+def kill_leftovers(pods_dir: Path) -> int:
+    """Kill process groups recorded by an earlier run of this agent; returns how many."""
+    killed = 0
+    for pid_file in pods_dir.glob("*/pids/*"):
+        with contextlib.suppress(ValueError, OSError):
+            pgid = int(pid_file.read_text().strip())
+            if pgid > 1 and pgid != os.getpgid(0):
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(pgid, signal.SIGKILL)
+                    killed += 1
+        with contextlib.suppress(OSError):
+            pid_file.unlink()
+    return killed
+
+
+def remove_stale_pod_dirs(pods_dir: Path, keep: set[str]) -> None:
+    for path in pods_dir.iterdir():
+        if path.is_dir() and path.name not in keep:
+            shutil.rmtree(path, ignore_errors=True)
