@@ -1,0 +1,1 @@
+"""Networking in every agent: the service proxy (and, to come, cluster DNS and Ingress)."""
