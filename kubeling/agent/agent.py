@@ -132,6 +132,18 @@ class NodeAgent:
         workers = list(self.workers.values())
         self.workers.clear()
         await asyncio.gather(*(w.stop() for w in workers), return_exceptions=True)
+        await self._disconnect()
+
+    async def abandon(self) -> None:
+        """Stop as if this agent's process were killed: no more watches, heartbeats or
+        supervision, but every pod's processes run on. A new agent with the same data dir
+        kills them when it starts (see the module docstring). For tests of agent restarts."""
+        workers = list(self.workers.values())
+        self.workers.clear()
+        await asyncio.gather(*(w.abandon() for w in workers), return_exceptions=True)
+        await self._disconnect()
+
+    async def _disconnect(self) -> None:
         await self.heartbeat.stop()
         for informer in (self.pods, self.configmaps, self.secrets, self.service_informer):
             await informer.stop()
@@ -171,8 +183,7 @@ class NodeAgent:
             if worker.pod["metadata"].get("namespace") != namespace:
                 continue
             if (kind, name) in PodVolumes.referenced_objects(worker.pod):
-                worker.refresh_volumes = True
-                worker.poke()
+                worker.sources_changed()
 
     # -- what pod workers ask of their node ---------------------------------------------------
 
@@ -226,13 +237,33 @@ def kill_leftovers(pods_dir: Path) -> int:
     for pid_file in pods_dir.glob("*/pids/*"):
         with contextlib.suppress(ValueError, OSError):
             pgid = int(pid_file.read_text().strip())
-            if pgid > 1 and pgid != os.getpgid(0):
+            if pgid > 1 and pgid != os.getpgid(0) and _is_ours(pgid, pid_file):
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(pgid, signal.SIGKILL)
                     killed += 1
         with contextlib.suppress(OSError):
             pid_file.unlink()
     return killed
+
+
+def _is_ours(pgid: int, pid_file: Path) -> bool:
+    """Whether the process `pgid` is the one recorded in `pid_file`, not one that got the same
+    number later (after a reboot, say): ours started before the file was written. Without
+    /proc there is no telling, and the recorded group is trusted."""
+    try:
+        stat = Path(f"/proc/{pgid}/stat").read_text()
+        boot = next(
+            float(line.split()[1])
+            for line in Path("/proc/stat").read_text().splitlines()
+            if line.startswith("btime ")
+        )
+    except FileNotFoundError:
+        return not Path("/proc/self").exists()  # no such process, or no /proc at all
+    except (OSError, StopIteration, ValueError):
+        return True
+    ticks = int(stat.rsplit(")", 1)[1].split()[19])  # field 22, starttime, in clock ticks
+    started = boot + ticks / os.sysconf("SC_CLK_TCK")
+    return started <= pid_file.stat().st_mtime + 2.0  # btime is whole seconds
 
 
 def remove_stale_pod_dirs(pods_dir: Path, keep: set[str]) -> None:

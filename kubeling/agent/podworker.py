@@ -8,7 +8,10 @@ changed) runs `sync()`, which compares what runs with what the pod asks for and 
     init        init containers one at a time, in order, each to a successful exit
     containers  every container started; an exited one restarted as `restartPolicy` says,
                 after the kubelet's back-off (none for the first restart, then 10 s doubling
-                to 300 s; reset after 10 minutes of running), shown as `CrashLoopBackOff`
+                to 300 s; reset after 10 minutes of running), shown as `CrashLoopBackOff`;
+                a start that fails (`CreateContainerConfigError`: a ConfigMap or Secret is
+                missing) is retried on its own back-off (1 s doubling), and at once when an
+                object the pod uses changes
     probes      startup first; then readiness (drives `ready`) and liveness (a failure stops
                 the container, which then restarts by the same policy)
     status      phase, conditions, `containerStatuses` and `initContainerStatuses`, written
@@ -100,7 +103,10 @@ class ContainerRecord:
     last_state: ContainerExit | None = None
     waiting_reason: str = "ContainerCreating"
     waiting_message: str = ""
-    backoff: float = 0.0
+    backoff: float = 0.0  # the delay of the next back-off
+    delay: float = 0.0  # the delay of the current one, as `CrashLoopBackOff` shows it
+    start_failed: bool = False  # the last start failed (a config error, a missing program)
+    start_delay: float = 0.0  # the retry delay after a failed start
     retry_at: float = 0.0
     probes: ContainerProbes | None = None
     container_id: str = ""
@@ -120,6 +126,9 @@ class ContainerRecord:
 
     @property
     def ready(self) -> bool:
+        if self.init:
+            # The prober manager's rule for init containers: ready once exited successfully.
+            return self.terminated is not None and self.terminated.exit_code == 0
         return self.running and (self.probes is None or self.probes.ready)
 
 
@@ -144,6 +153,7 @@ class PodWorker:
         self._timer: asyncio.TimerHandle | None = None
         self.refresh_volumes = False
         self._background: set[asyncio.Task[Any]] = set()
+        self.abandoned = False  # see abandon()
 
     def _spawn(self, work: Coroutine[Any, Any, Any]) -> None:
         """Run `work` alongside the sync loop (stopping a prober, killing a container)."""
@@ -175,6 +185,21 @@ class PodWorker:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
 
+    async def abandon(self) -> None:
+        """Stop supervising without stopping any container, as if the agent were killed: the
+        processes run on, and the next agent finds them through their pid files."""
+        self.abandoned = True
+        if self._timer is not None:
+            self._timer.cancel()
+        for record in [*self.init_records, *self.records.values()]:
+            probes, record.probes = record.probes, None
+            if probes is not None:
+                await probes.stop()
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
     async def _run(self) -> None:
         try:
             while True:
@@ -194,9 +219,25 @@ class PodWorker:
             self.finished.set()
 
     def _wake_after(self, seconds: float) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-        self._timer = asyncio.get_running_loop().call_later(max(seconds, 0.0), self._wake.set)
+        """Sync again in `seconds` at the latest. Every sync re-arms what it still waits for,
+        so one timer, the earliest, is enough (a later one must not replace it)."""
+        loop = asyncio.get_running_loop()
+        when = loop.time() + max(seconds, 0.0)
+        timer = self._timer
+        if timer is not None and not timer.cancelled() and loop.time() < timer.when() <= when:
+            return
+        if timer is not None:
+            timer.cancel()
+        self._timer = loop.call_at(when, self._wake.set)
+
+    def sources_changed(self) -> None:
+        """A ConfigMap or Secret the pod uses changed: refresh its volumes in place, and retry
+        now a start that failed for want of it (CreateContainerConfigError)."""
+        self.refresh_volumes = True
+        for record in [*self.init_records, *self.records.values()]:
+            if record.start_failed:
+                record.retry_at = 0.0
+        self._wake.set()
 
     # -- the sync -----------------------------------------------------------------------------
 
@@ -300,22 +341,11 @@ class PodWorker:
     async def _start_when_due(self, record: ContainerRecord) -> bool:
         """Start (or restart) a container unless it is backing off; True if it started."""
         now = self.node.clock.now()
-        if (
-            record.terminated is not None
-            or record.waiting_reason
-            in (
-                "CreateContainerConfigError",
-                "RunContainerError",
-                "CrashLoopBackOff",
-            )
-        ) and now < record.retry_at:
-            record.waiting_reason = (
-                "CrashLoopBackOff" if record.terminated is not None else record.waiting_reason
-            )
-            if record.terminated is not None:
-                wait = record.backoff
+        if (record.terminated is not None or record.start_failed) and now < record.retry_at:
+            if not record.start_failed:  # a failed start keeps its own reason and message
+                record.waiting_reason = "CrashLoopBackOff"
                 record.waiting_message = (
-                    f"back-off {int(wait)}s restarting failed container={record.name} "
+                    f"back-off {int(record.delay)}s restarting failed container={record.name} "
                     f"pod={self.pod['metadata']['name']}_{self.pod['metadata'].get('namespace')}"
                     f"({self.uid})"
                 )
@@ -328,11 +358,12 @@ class PodWorker:
         if ran_for >= BACKOFF_RESET:
             record.backoff = 0.0
         if record.backoff == 0.0:
-            record.retry_at = now  # the first restart is immediate
+            record.delay = 0.0  # the first restart is immediate
             record.backoff = BACKOFF_INITIAL
         else:
-            record.retry_at = now + record.backoff
+            record.delay = record.backoff
             record.backoff = min(record.backoff * 2, BACKOFF_MAX)
+        record.retry_at = now + record.delay
 
     async def _start(self, record: ContainerRecord) -> bool:
         pod = self.pod
@@ -367,7 +398,7 @@ class PodWorker:
             pod_name=str(pod["metadata"]["name"]),
             name=record.name,
             argv=argv,
-            env=env,
+            env=dict(env),  # a plain dict: uvloop's subprocess_exec refuses a subclass
             working_dir=spec.get("workingDir") or None,
             log_path=log_path,
             termination_message_path=spec.get("terminationMessagePath"),
@@ -384,6 +415,8 @@ class PodWorker:
         record.terminated = None
         record.waiting_reason = ""
         record.waiting_message = ""
+        record.start_delay = 0.0
+        record.start_failed = False
         record.starts += 1
         self.node.recorder.event(pod, "Normal", "Started", f"Started container {record.name}")
         record.exit_waiter = asyncio.get_running_loop().create_task(instance.wait())
@@ -398,14 +431,17 @@ class PodWorker:
             self.node.recorder.event(self.pod, "Warning", "Failed", f"Error: {message}")
         record.waiting_reason = reason or "RunContainerError"
         record.waiting_message = message
-        record.backoff = min(max(record.backoff * 2, 1.0), BACKOFF_MAX) if record.backoff else 1.0
-        record.retry_at = self.node.clock.now() + record.backoff
-        self._wake_after(record.backoff)
+        record.start_failed = True
+        # Its own back-off, apart from the crash back-off: a ConfigMap created late must not
+        # make the first crash after it wait, nor the reverse.
+        record.start_delay = min(max(record.start_delay * 2, 1.0), BACKOFF_MAX)
+        record.retry_at = self.node.clock.now() + record.start_delay
+        self._wake_after(record.start_delay)
         return False
 
     def _exited(self, record: ContainerRecord, _waiter: object = None) -> None:
         waiter = record.exit_waiter
-        if waiter is None or waiter.cancelled():
+        if waiter is None or waiter.cancelled() or self.abandoned:
             return
         if waiter.exception() is not None:
             log.warning("pod %s: waiting for %s: %r", self.key, record.name, waiter.exception())
@@ -586,7 +622,9 @@ class PodWorker:
         if record.running:
             assert record.instance is not None
             state = {"running": {"startedAt": format_time(record.instance.started_at)}}
-        elif record.terminated is not None and record.waiting_reason != "CrashLoopBackOff":
+        elif record.terminated is not None and not (
+            record.start_failed or record.waiting_reason == "CrashLoopBackOff"
+        ):
             state = {"terminated": _terminated(record.terminated, record.container_id)}
         else:
             waiting: Object = {"reason": record.waiting_reason or "ContainerCreating"}
@@ -594,7 +632,8 @@ class PodWorker:
                 waiting["message"] = record.waiting_message
             state = {"waiting": waiting}
         last: Object = {}
-        previous = record.terminated if record.waiting_reason == "CrashLoopBackOff" else None
+        waiting_again = record.start_failed or record.waiting_reason == "CrashLoopBackOff"
+        previous = record.terminated if waiting_again else None
         previous = previous or record.last_state
         if previous is not None:
             last = {"terminated": _terminated(previous, record.container_id)}
