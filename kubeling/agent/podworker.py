@@ -150,7 +150,8 @@ class PodWorker:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._last_status: Object | None = None
-        self._timer: asyncio.TimerHandle | None = None
+        self._timer: asyncio.Handle | None = None
+        self._timer_at = 0.0
         self.refresh_volumes = False
         self._background: set[asyncio.Task[Any]] = set()
         self.abandoned = False  # see abandon()
@@ -222,12 +223,16 @@ class PodWorker:
         """Sync again in `seconds` at the latest. Every sync re-arms what it still waits for,
         so one timer, the earliest, is enough (a later one must not replace it)."""
         loop = asyncio.get_running_loop()
-        when = loop.time() + max(seconds, 0.0)
+        now = loop.time()
+        when = now + max(seconds, 0.0)
         timer = self._timer
-        if timer is not None and not timer.cancelled() and loop.time() < timer.when() <= when:
+        # The deadline is kept beside the handle: uvloop hands back a plain Handle, without
+        # `when()`, for a deadline that has already passed.
+        if timer is not None and not timer.cancelled() and now < self._timer_at <= when:
             return
         if timer is not None:
             timer.cancel()
+        self._timer_at = when
         self._timer = loop.call_at(when, self._wake.set)
 
     def sources_changed(self) -> None:
