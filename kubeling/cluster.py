@@ -1,21 +1,25 @@
 """The composition root: a whole control plane wired from its parts.
 
-`Cluster` starts the API server, then the controller manager, the scheduler and any simulated
-nodes as clients of it (over the same HTTPS API any remote component would use, DESIGN.md
-§ 1), and stops them in the reverse order. It is the only module that knows every part; the
-parts know only the API.
+`Cluster` starts the API server, then the controller manager, the scheduler, its real nodes
+(`NodeAgent`s named `node-0`, ... with the pod CIDRs `pod_cidr_for(0..N-1)`) and any simulated
+nodes (the CIDRs after those) as clients of it (over the same HTTPS API any remote component
+would use, DESIGN.md § 1), and stops them in the reverse order. It is the only module that
+knows every part; the parts know only the API.
 """
 
 from __future__ import annotations
 
-from kubeling.agent import FakeNodes
+from kubeling.agent import FakeNode, FakeNodes
 from kubeling.agent.agent import NodeAgent
 from kubeling.agent.fake import pod_cidr_for
 from kubeling.apiserver.server import APIServer, ServerConfig
 from kubeling.client.events import EventRecorder
 from kubeling.client.rest import Client
 from kubeling.controllers.deployment import deployment_controller
+from kubeling.controllers.endpoints import endpoints_controller
+from kubeling.controllers.endpointslice import endpointslice_controller
 from kubeling.controllers.garbagecollector import garbage_collector
+from kubeling.controllers.loadbalancer import loadbalancer_controller
 from kubeling.controllers.namespace import namespace_controller
 from kubeling.controllers.nodelifecycle import node_lifecycle_controller
 from kubeling.controllers.podgc import podgc_controller
@@ -26,6 +30,28 @@ from kubeling.scheduler.loop import Scheduler
 # Local agents heartbeat often and are judged fast: on one machine a silent agent is dead, not
 # slow, and its pods should come back elsewhere within seconds (Kubernetes: 40 s, then 5 min).
 LOCAL_LEASE_DURATION = 5
+
+
+def node_name(index: int) -> str:
+    """The name of `up`'s `index`-th real node: `node-0`, `node-1`, ... (not the hostname, which
+    `kubeling agent` uses by default, so an agent started on the same machine does not collide
+    with `up`'s own node)."""
+    return f"node-{index}"
+
+
+def fake_nodes_after(client: Client, count: int, first: int) -> FakeNodes:
+    """`count` simulated nodes `fake-node-0`, ... whose pod CIDRs start at the `first`-th /24,
+    after the real nodes' (`pod_cidr_for(0..first-1)`), so no two nodes hand out the same pod
+    IPs. `FakeNodes` numbers its ranges from 0; until it takes an offset itself, its node list
+    is rebuilt here with the same names and shared watch."""
+    fakes = FakeNodes(client, count)
+    if first:
+        fakes.nodes = [
+            FakeNode(client, node.name, pod_cidr=pod_cidr_for(first + i), informer=fakes.informer)
+            for i, node in enumerate(fakes.nodes)
+        ]
+        fakes._by_name.update((node.name, node) for node in fakes.nodes)
+    return fakes
 
 
 class Cluster:
@@ -77,24 +103,30 @@ class Cluster:
         deployments = EventRecorder(self.client, "deployment-controller")
         self.recorders.append(deployments)
         deployment_controller(self.client, self.manager, deployments)
+        endpointslice_controller(self.client, self.manager)
+        endpoints_controller(self.client, self.manager)
+        loadbalancer_controller(self.client, self.manager)
         await self.manager.start()
         self.scheduler = Scheduler(self.client)
         self.scheduler.start()
         await self.scheduler.wait_synced(30)
+        credentials = self.server.credentials
+        assert credentials is not None  # the server has started
         for index in range(self.node_count):
-            name = f"node-{index}"
+            name = node_name(index)
             agent = NodeAgent(
                 self.client,
                 name,
                 data_dir=self.server.config.data_dir / "nodes" / name,
                 pod_cidr=pod_cidr_for(index),
                 lease_duration=self.node_lease_duration,
+                endpoint_token=credentials.node_credential,
                 renew_interval=max(self.node_lease_duration / 4, 0.5),
             )
             await agent.start()
             self.agents.append(agent)
         if self.fake_node_count:
-            self.fake_nodes = FakeNodes(self.client, self.fake_node_count)
+            self.fake_nodes = fake_nodes_after(self.client, self.fake_node_count, self.node_count)
             await self.fake_nodes.start()
             await self.fake_nodes.wait_synced(30)
 

@@ -37,6 +37,8 @@ from typing import Any
 from kubeling.agent.node import NODE_ADDRESS, NodeHeartbeat, NodeIdentity
 from kubeling.agent.podworker import PodWorker, pod_env_defaults
 from kubeling.agent.runtime import ContainerRuntime, ProcessRuntime
+from kubeling.agent.server import AgentServer
+from kubeling.agent.serving import self_signed_context, workers_lookup
 from kubeling.agent.volumes import PodVolumes
 from kubeling.api.kinds import REGISTRY, ResourceInfo
 from kubeling.client.cache import Object
@@ -73,6 +75,7 @@ class NodeAgent:
         clock: Clock = REAL_CLOCK,
         lease_duration: int = 40,
         renew_interval: float = 10.0,
+        endpoint_token: str = "",
     ) -> None:
         self.client = client
         self.node_name = name
@@ -86,6 +89,16 @@ class NodeAgent:
         self._free = [str(ip) for ip in list(network.hosts())[1:]]
         self._ips: dict[str, str] = {}
         self.identity = NodeIdentity(name=name, pod_cidr=pod_cidr, data_dir=data_dir)
+        # The endpoint the API server reaches for `kubectl logs` and `exec`, authenticated
+        # with the node credential (which the API server also knows).
+        self.endpoint: AgentServer | None = None
+        if endpoint_token:
+            self.endpoint = AgentServer(
+                workers_lookup(lambda: self.workers.values()),
+                token=endpoint_token,
+                host=self.host_ip,
+                ssl_context=self_signed_context(data_dir / "tls"),
+            )
         self.heartbeat = NodeHeartbeat(
             client,
             self.identity,
@@ -109,6 +122,9 @@ class NodeAgent:
         self._started = True
         self.pods_dir.mkdir(parents=True, exist_ok=True)
         kill_leftovers(self.pods_dir)
+        if self.endpoint is not None:
+            await self.endpoint.start()
+            self.identity.agent_port = self.endpoint.port
         await self.heartbeat.start()
         for informer in (self.configmaps, self.secrets, self.service_informer):
             informer.start()
@@ -144,6 +160,8 @@ class NodeAgent:
         await self._disconnect()
 
     async def _disconnect(self) -> None:
+        if self.endpoint is not None:
+            await self.endpoint.stop()
         await self.heartbeat.stop()
         for informer in (self.pods, self.configmaps, self.secrets, self.service_informer):
             await informer.stop()

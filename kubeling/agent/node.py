@@ -76,6 +76,7 @@ class NodeIdentity:
     labels: dict[str, str] = field(default_factory=dict)
     pods: int = 110
     os_image: str = "kubeling node"
+    agent_port: int = 0  # the agent's HTTPS endpoint (logs, exec); 0 when it has none
 
     def all_labels(self) -> dict[str, str]:
         return {
@@ -119,7 +120,7 @@ def node_status(identity: NodeIdentity, now: str, old: Mapping[str, Any] | None 
             {"type": "InternalIP", "address": NODE_ADDRESS},
             {"type": "Hostname", "address": identity.name},
         ],
-        "daemonEndpoints": {"kubeletEndpoint": {"Port": 10250}},
+        "daemonEndpoints": {"kubeletEndpoint": {"Port": identity.agent_port}},
         "nodeInfo": {
             "architecture": arch(),
             "bootID": "",

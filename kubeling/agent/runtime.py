@@ -31,6 +31,11 @@ Contract of `ProcessRuntime`:
   missing program gives exit code 127 (126 when not executable) and the reason on stderr, as
   a shell and `kubectl exec` report it, so probes simply fail. The runtime does not refuse an
   exec into an exited container: the agent decides (Kubernetes answers "container not found").
+* **Streaming exec** (`exec_stream`, for `kubectl exec`): the same process beside the
+  container, handed over as an `ExecProcess` the caller owns. With `tty` it runs on a new
+  pseudo-terminal: stdin, stdout and stderr are the slave, which is also the controlling
+  terminal of the process's new session (so ^C and job control work as in a container), and
+  stderr is merged into stdout as in Kubernetes; `resize()` sets the terminal's size.
 
 Time is wall time for the timestamps of `ContainerExit`, and the injected `Clock` for grace
 periods and exec timeouts.
@@ -51,6 +56,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import Protocol
 
+from kubeling.agent.execprocess import ExecProcess, take_terminal
+from kubeling.agent.execprocess import exit_code as _exit_code
+from kubeling.agent.execprocess import signal_group as _signal_group
 from kubeling.agent.logs import DEFAULT_MAX_BYTES, DEFAULT_MAX_FILES, LogWriter
 from kubeling.util.clock import REAL_CLOCK, Clock
 from kubeling.util.timefmt import utcnow
@@ -283,20 +291,29 @@ class ProcessContainer:
         )
 
     async def exec_stream(
-        self, argv: list[str], *, env_extra: dict[str, str] | None = None, stdin: bool = True
-    ) -> asyncio.subprocess.Process:
-        """Start `argv` beside the container with pipes, in its own process group, and hand
-        the process over (for `kubectl exec`); the caller owns it. Raises ContainerStartError
-        when the program cannot run."""
-        return (await self._spawn_beside(argv, env_extra, stdin=stdin)).process
+        self,
+        argv: list[str],
+        *,
+        env_extra: dict[str, str] | None = None,
+        stdin: bool = True,
+        tty: bool = False,
+    ) -> ExecProcess:
+        """Start `argv` beside the container, in its own process group, with pipes (or on a
+        pseudo-terminal with `tty`), and hand it over (for `kubectl exec`); the caller owns it
+        and must `close()` it. Raises ContainerStartError when the program cannot run."""
+        env = dict(env_extra or {})
+        if tty:
+            env.setdefault("TERM", "xterm")  # what container runtimes set for a tty exec
+        child = await self._spawn_beside(argv, env, stdin=stdin, tty=tty)
+        return await ExecProcess.attach(child.process, child.exited, child.pty, child.close)
 
     async def _spawn_beside(
-        self, argv: list[str], env_extra: dict[str, str] | None, *, stdin: bool
+        self, argv: list[str], env_extra: dict[str, str] | None, *, stdin: bool, tty: bool = False
     ) -> _Child:
         env = {**self.spec.env, **(env_extra or {})}
         program = resolve_program(argv, env, self.spec.working_dir)
         return await _Child.spawn(
-            [program, *argv[1:]], argv[0], env, self.spec.working_dir, stdin=stdin
+            [program, *argv[1:]], argv[0], env, self.spec.working_dir, stdin=stdin, tty=tty
         )
 
     async def _run(self) -> None:
@@ -398,29 +415,51 @@ class _Child:
     process: asyncio.subprocess.Process
     transport: asyncio.SubprocessTransport
     exited: asyncio.Future[None]
+    pty: int | None = None  # the master side of the process's terminal (tty mode)
 
     @classmethod
     async def spawn(
-        cls, argv: list[str], name: str, env: dict[str, str], cwd: str | None, *, stdin: bool
+        cls,
+        argv: list[str],
+        name: str,
+        env: dict[str, str],
+        cwd: str | None,
+        *,
+        stdin: bool,
+        tty: bool = False,
     ) -> _Child:
         loop = asyncio.get_running_loop()
+        master = slave = None
+        source: int = asyncio.subprocess.PIPE if stdin else asyncio.subprocess.DEVNULL
+        sink: int = asyncio.subprocess.PIPE
+        if tty:
+            master, slave = os.openpty()
+            os.set_blocking(master, False)
+            source = sink = slave
         try:
             transport, protocol = await loop.subprocess_exec(
                 lambda: _ExitProtocol(_PIPE_READ, loop),
                 *argv,
-                stdin=asyncio.subprocess.PIPE if stdin else asyncio.subprocess.DEVNULL,
-                stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.PIPE,
+                stdin=source,
+                stdout=sink,
+                stderr=sink,
                 env=env,
                 cwd=cwd,
                 start_new_session=True,
+                # Runs after setsid() and the dup2()s: the slave becomes the session's terminal.
+                preexec_fn=take_terminal if tty else None,
             )
         except OSError as err:  # raced with a change of the file system, or ENOEXEC
+            if master is not None:
+                os.close(master)
             raise ContainerStartError(
                 "ContainerCannotRun", f'exec: "{name}": {err.strerror or err}', exit_code=126
             ) from err
+        finally:
+            if slave is not None:
+                os.close(slave)  # the child has it; the master sees EIO once the child is gone
         process = asyncio.subprocess.Process(transport, protocol, loop)
-        return cls(process, transport, protocol.exited)
+        return cls(process, transport, protocol.exited, master)
 
     def close(self) -> None:
         """Close the pipes (the process has exited; a process that left its group may still
@@ -460,18 +499,6 @@ def resolve_program(argv: list[str], env: dict[str, str], working_dir: str | Non
             "ContainerCannotRun", f'exec: "{name}": permission denied', exit_code=126
         )
     return path
-
-
-def _exit_code(returncode: int) -> tuple[int, int | None]:
-    """asyncio's return code (negative for a signal) as Kubernetes' (exit code, signal)."""
-    if returncode < 0:
-        return 128 - returncode, -returncode
-    return returncode, None
-
-
-def _signal_group(pgid: int, signum: signal.Signals) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pgid, signum)
 
 
 async def _within(clock: Clock, seconds: float, awaitable: Awaitable[object]) -> bool:

@@ -122,6 +122,9 @@ def _build() -> tuple[ResourceInfo, ...]:
             subresources=(
                 _status("Pod"),
                 Subresource("binding", "Binding", verbs=("create",)),
+                # Served by the pod's node agent, through the API server (nodeproxy.py).
+                Subresource("log", "Pod", verbs=("get",)),
+                Subresource("exec", "PodExecOptions", verbs=("create", "get")),
             ),
             has_status=True,
         ),
@@ -200,6 +203,18 @@ def _build() -> tuple[ResourceInfo, ...]:
             create_on_update=True,
         ),
         ResourceInfo("coordination.k8s.io", "v1", "Lease", "leases", True, create_on_update=True),
+        ResourceInfo(
+            "networking.k8s.io",
+            "v1",
+            "Ingress",
+            "ingresses",
+            True,
+            ("ing",),
+            subresources=(_status("Ingress", "networking.k8s.io"),),
+            has_status=True,
+            tracks_generation=True,
+        ),
+        ResourceInfo("networking.k8s.io", "v1", "IngressClass", "ingressclasses", False),
     ]
     return (*core, *apps, *others)
 

@@ -23,6 +23,7 @@ from kubeling.api.kinds import REGISTRY, Registry, ResourceInfo
 from kubeling.api.schema import kind_schema
 from kubeling.api.selectors import parse_field_selector, parse_label_selector
 from kubeling.apiserver import bodies, subresources, tables
+from kubeling.apiserver.nodeproxy import NodeProxy
 from kubeling.apiserver.registry import DeleteOptions, ObjectRegistry, WriteOptions
 from kubeling.apiserver.watch import WatchMetrics, WatchRequest, serve_watch
 from kubeling.apiserver.watchcache import WatchCaches
@@ -111,11 +112,13 @@ class RestHandlers:
         caches: WatchCaches,
         watch_metrics: WatchMetrics,
         registry: Registry = REGISTRY,
+        node_proxy: NodeProxy | None = None,
     ) -> None:
         self.objects = objects
         self.caches = caches
         self.watch_metrics = watch_metrics
         self.registry = registry
+        self.node_proxy = node_proxy  # pods/log and pods/exec (404 without one)
 
     async def handle(self, request: web.Request, target: Target) -> web.StreamResponse:
         method = request.method
@@ -129,6 +132,13 @@ class RestHandlers:
         else:
             if target.subresource == "scale":
                 return await self._scale(request, target)
+            if target.subresource in ("log", "exec") and target.info.kind == "Pod":
+                if self.node_proxy is None:
+                    raise errors.page_not_found()
+                assert target.namespace is not None
+                return await self.node_proxy.serve(
+                    request, target.namespace, target.name, target.subresource
+                )
             if target.subresource == "binding" and method == "POST":
                 return await self._bind(request, target)
             if target.subresource == "finalize" and method == "PUT":

@@ -22,6 +22,7 @@ from kubeling.api.kinds import REGISTRY
 from kubeling.apiserver import certs
 from kubeling.apiserver.allocators import ServiceAllocator
 from kubeling.apiserver.app import ApiApp
+from kubeling.apiserver.nodeproxy import NodeProxy
 from kubeling.apiserver.registry import ObjectRegistry, WriteOptions
 from kubeling.apiserver.rest import RestHandlers
 from kubeling.apiserver.watch import WatchMetrics
@@ -96,8 +97,13 @@ class APIServer:
         self.port = sock.getsockname()[1]
         self.credentials = certs.ensure_credentials(config.data_dir, [config.bind])
         watch_metrics = WatchMetrics()
-        rest = RestHandlers(self.objects, self.caches, watch_metrics)
         credentials = self.credentials
+        rest = RestHandlers(
+            self.objects,
+            self.caches,
+            watch_metrics,
+            node_proxy=NodeProxy(self.objects, credentials.node_credential),
+        )
         app = ApiApp(
             rest,
             {

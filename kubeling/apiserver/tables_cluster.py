@@ -154,6 +154,53 @@ def _endpoint_slice_cells(obj: Obj, now: datetime) -> list[Any]:
     ]
 
 
+INGRESS_COLUMNS = (
+    NAME,
+    Column("Class", doc=("networking.v1.IngressSpec", "ingressClassName")),
+    Column("Hosts", doc=("networking.v1.IngressRule", "host")),
+    Column("Address", doc=("networking.v1.IngressStatus", "loadBalancer")),
+    Column("Ports", doc=("networking.v1.IngressSpec", "tls")),
+    AGE,
+)
+
+
+def _ingress_cells(obj: Obj, now: datetime) -> list[Any]:
+    hosts = [text(rule, "host") for rule in items(obj, "spec", "rules") if get(rule, "host")]
+    addresses = [
+        text(i, "ip") or text(i, "hostname")
+        for i in items(obj, "status", "loadBalancer", "ingress")
+    ]
+    return [
+        name(obj),
+        text(obj, "spec", "ingressClassName") or "<none>",
+        with_more(hosts, len(hosts), limit=4) or "*",
+        ",".join(addresses),
+        "80, 443" if items(obj, "spec", "tls") else "80",
+        age(obj, now),
+    ]
+
+
+INGRESS_CLASS_COLUMNS = (
+    NAME,
+    Column("Controller", doc=("networking.v1.IngressClassSpec", "controller")),
+    Column("Parameters", doc=("networking.v1.IngressClassSpec", "parameters")),
+    AGE,
+)
+
+
+def _ingress_class_cells(obj: Obj, now: datetime) -> list[Any]:
+    params = mapping(obj, "spec", "parameters")
+    shown = "<none>"
+    if params:
+        group = text(params, "apiGroup")
+        shown = (
+            f"{text(params, 'kind')}.{group}/{text(params, 'name')}"
+            if group
+            else (f"{text(params, 'kind')}/{text(params, 'name')}")
+        )
+    return [name(obj), text(obj, "spec", "controller"), shown, age(obj, now)]
+
+
 # ---------------------------------------------------------------------------------------------
 # Configuration and identity
 
@@ -270,6 +317,8 @@ TABLES: dict[tuple[str, str], KindTable] = {
     ("", "Service"): KindTable(SERVICE_COLUMNS, _service_cells),
     ("", "Endpoints"): KindTable(ENDPOINTS_COLUMNS, _endpoints_cells),
     ("discovery.k8s.io", "EndpointSlice"): KindTable(ENDPOINT_SLICE_COLUMNS, _endpoint_slice_cells),
+    ("networking.k8s.io", "Ingress"): KindTable(INGRESS_COLUMNS, _ingress_cells),
+    ("networking.k8s.io", "IngressClass"): KindTable(INGRESS_CLASS_COLUMNS, _ingress_class_cells),
     ("", "ConfigMap"): KindTable(CONFIG_MAP_COLUMNS, _config_map_cells),
     ("", "Secret"): KindTable(SECRET_COLUMNS, _secret_cells),
     ("", "ServiceAccount"): KindTable(SERVICE_ACCOUNT_COLUMNS, _service_account_cells),
