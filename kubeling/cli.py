@@ -6,9 +6,20 @@ use, an unknown datastore, a server that cannot be reached, a feature not built 
 readable line on stderr and a non-zero exit, not a traceback: exit 2 for a command line that
 cannot work as given, 1 for a failure while running.
 
-Nodes that run processes are not built yet: `up --nodes N` with N > 0 and `agent` without
-`--fake` say so and exit 2, so that scripts written for the final command line fail loudly
-rather than run a cluster without the nodes they asked for.
+**Nodes.** `up` runs `--nodes N` real nodes (default 1: `node-0`, ..., their state under
+`<data-dir>/nodes/<name>`) that run pods as processes, and `--fake-nodes M` simulated ones.
+`agent` without `--fake` runs one real node, named `--name` or this machine's hostname (as
+k3s's agent), its state in `--data-dir` (default `~/.kubeling/agent`). Its pod CIDR is the one
+its Node already records (a restarted agent keeps its pods' addresses), else the lowest /24 of
+127.128.0.0/9 that no Node has: two agents joining at the same instant could pick the same one
+(allocating node CIDRs in the controller manager, as Kubernetes' node IPAM does, would close
+that window).
+
+**Manifests** (`up -f FILE|DIR`, repeatable): read and checked before anything starts (a file
+that is not a manifest is one line and exit 2), applied by server-side apply once the cluster
+and its nodes are ready (a manifest the server refuses is one line, exit 1, the cluster
+stopped), then `up` prints each applied object, waits for the pods in their namespaces to be
+Ready and prints where to reach them (see `kubeling.client.manifests`).
 
 **Joining** (`agent --server URL --token-file FILE`, as k3s's agent joins): the token file is the
 server's `<data-dir>/node-token`, `K10<sha256 of the CA PEM>::node:<secret>` (see
@@ -25,24 +36,31 @@ import asyncio
 import contextlib
 import logging
 import signal
+import socket
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 
 from kubeling import __version__
 from kubeling.agent import FakeNode, FakeNodes
+from kubeling.agent.agent import NodeAgent
+from kubeling.agent.fake import pod_cidr_for
 from kubeling.api.errors import ApiError
+from kubeling.api.kinds import REGISTRY
 from kubeling.apiserver.app import VERSION_INFO
 from kubeling.apiserver.certs import NodeToken, NodeTokenError, parse_node_token
 from kubeling.apiserver.server import ServerConfig
 from kubeling.client.kubeconfig import ClientConfig
-from kubeling.client.rest import Client
-from kubeling.cluster import Cluster
+from kubeling.client.manifests import Manifest, ManifestError, apply, in_apply_order, load
+from kubeling.client.rest import Client, Object
+from kubeling.cluster import LOCAL_LEASE_DURATION, Cluster
 
 DEFAULT_DATA_DIR = Path.home() / ".kubeling"
-NO_REAL_NODES = "nodes that run processes are not available yet"
+DEFAULT_AGENT_DIR = DEFAULT_DATA_DIR / "agent"
+POD_CIDRS = 32768  # /24s in 127.128.0.0/9
 
 
 class UsageError(Exception):
@@ -77,9 +95,9 @@ def _parser() -> argparse.ArgumentParser:
     up.add_argument(
         "--nodes",
         type=int,
-        default=0,
+        default=1,
         metavar="N",
-        help="local nodes that run pods as processes (not available yet; default 0)",
+        help="local nodes that run pods as processes (default 1)",
     )
     up.add_argument(
         "--fake-nodes",
@@ -88,10 +106,36 @@ def _parser() -> argparse.ArgumentParser:
         metavar="M",
         help="simulated nodes that run no processes (kwok-like; default 0)",
     )
+    up.add_argument(
+        "--lease-seconds",
+        type=int,
+        default=LOCAL_LEASE_DURATION,
+        metavar="S",
+        help="how long a local node may go silent before its pods are moved (default"
+        f" {LOCAL_LEASE_DURATION}; Kubernetes: 40)",
+    )
+    up.add_argument(
+        "-f",
+        "--filename",
+        action="append",
+        type=Path,
+        default=[],
+        metavar="FILE|DIR",
+        help="manifests to apply once the cluster is ready (a file, or a directory's"
+        " *.yaml/*.yml/*.json); repeatable",
+    )
     server = commands.add_parser("server", help="run the API server (control plane)")
     server_flags(server, bind=True)
     agent = commands.add_parser("agent", help="run node agents against a running server")
     agent.add_argument("--server", metavar="URL", help="the API server to join (with --token-file)")
+    agent.add_argument(
+        "--lease-seconds",
+        type=int,
+        default=LOCAL_LEASE_DURATION,
+        metavar="S",
+        help="how long this node may go silent before its pods are moved elsewhere (default"
+        f" {LOCAL_LEASE_DURATION})",
+    )
     agent.add_argument(
         "--token-file",
         type=Path,
@@ -105,19 +149,21 @@ def _parser() -> argparse.ArgumentParser:
         help="join with a kubeconfig instead of --server and --token-file",
     )
     agent.add_argument(
-        "--name", metavar="NODE", help="the node's name (one node; default fake-node-0)"
+        "--name",
+        metavar="NODE",
+        help="the node's name (default: this machine's hostname; fake-node-0 with --fake)",
     )
     agent.add_argument(
         "--data-dir",
         type=Path,
-        default=DEFAULT_DATA_DIR,
-        help="the agent's own state, created if missing (default ~/.kubeling;"
-        " simulated nodes keep none)",
+        default=DEFAULT_AGENT_DIR,
+        help="the agent's own state (its pods' files, logs and pids), created if missing"
+        " (default ~/.kubeling/agent; simulated nodes keep none)",
     )
     agent.add_argument(
         "--fake",
         action="store_true",
-        help="run simulated nodes (kwok-like; the only kind available yet)",
+        help="run simulated nodes (kwok-like) instead of one node that runs processes",
     )
     agent.add_argument(
         "--count",
@@ -150,19 +196,110 @@ async def _until_signalled(started: Callable[[], Awaitable[None]]) -> None:
     print("stopping...", file=sys.stderr, flush=True)
 
 
-async def _serve(config: ServerConfig, fake_nodes: int = 0) -> None:
-    cluster = Cluster(config, fake_nodes=fake_nodes)
+async def _serve(
+    config: ServerConfig,
+    nodes: int = 0,
+    fake_nodes: int = 0,
+    manifests: list[Manifest] | None = None,
+    lease_seconds: int = LOCAL_LEASE_DURATION,
+) -> None:
+    cluster = Cluster(config, nodes=nodes, fake_nodes=fake_nodes, node_lease_duration=lease_seconds)
+    tasks: list[asyncio.Task[None]] = []
 
     async def started() -> None:
         await cluster.start()
         server = cluster.server
         print(f"kubeling API server ready at {server.url}", flush=True)
         print(f"export KUBECONFIG={server.kubeconfig_path}", flush=True)
+        if manifests:
+            client = Client.from_kubeconfig(str(server.kubeconfig_path), user_agent="kubeling-up")
+            try:
+                await apply(client, manifests)
+                for manifest in in_apply_order(manifests):
+                    print(f"{manifest.ref} applied", flush=True)
+            except BaseException:
+                await client.close()
+                raise  # a refused manifest stops `up`: one line, exit 1 (see main)
+            # Reporting waits for pods, which may take long: Ctrl-C must not wait for it.
+            real_nodes = {agent.node_name for agent in cluster.agents}
+            if not (nodes or fake_nodes):
+                print("no nodes (--nodes 0): the manifests' pods stay Pending", flush=True)
+                await client.close()
+                return
+            report = _report_when_ready(client, manifests, server.kubeconfig_path, real_nodes)
+            tasks.append(asyncio.get_running_loop().create_task(report))
 
     try:
         await _until_signalled(started)
     finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
         await cluster.stop()
+
+
+WORKLOADS = {"Deployment", "ReplicaSet", "StatefulSet", "ReplicationController"}
+REPORT_TIMEOUT = 120.0  # seconds to wait for the manifests' pods before saying where to look
+
+
+def _ready(pod: Mapping[str, Any]) -> bool:
+    conditions = (pod.get("status") or {}).get("conditions") or []
+    return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
+
+
+def _pod_address(pod: Mapping[str, Any]) -> str:
+    ip = (pod.get("status") or {}).get("podIP") or "?"
+    ports = [
+        p["containerPort"]
+        for c in (pod.get("spec") or {}).get("containers") or []
+        for p in c.get("ports") or []
+        if p.get("protocol", "TCP") == "TCP"
+    ]
+    return f"http://{ip}:{ports[0]}/" if ports else str(ip)
+
+
+async def _report_when_ready(
+    client: Client, manifests: list[Manifest], kubeconfig: Path, real_nodes: set[str]
+) -> None:
+    """Say where the applied manifests' pods answer once they are Ready: every pod of the
+    namespaces they touched, once there are as many as their workloads and bare pods ask for
+    (or after REPORT_TIMEOUT, with the ones not Ready marked). A pod on a simulated node has
+    an IP but nothing answers there: that is said instead."""
+    try:
+        namespaces = sorted({m.namespace for m in manifests if m.namespace})
+        wanted = sum(
+            int(m.obj.get("spec", {}).get("replicas", 1)) if m.info.kind in WORKLOADS else 1
+            for m in manifests
+            if m.info.kind in WORKLOADS or m.info.kind == "Pod"
+        )
+        pods_info = REGISTRY.by_path("", "v1", "pods")
+        assert pods_info is not None
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + REPORT_TIMEOUT
+        pods: list[Object] = []
+        while wanted and loop.time() < deadline:
+            pods = [
+                pod
+                for ns in namespaces
+                for pod in (await client.list(pods_info, ns)).items
+                if not pod["metadata"].get("deletionTimestamp")
+            ]
+            if len(pods) >= wanted and all(_ready(pod) for pod in pods):
+                break
+            await asyncio.sleep(0.5)
+        else:
+            if wanted:
+                print(f"not every pod is Ready after {REPORT_TIMEOUT:.0f}s:", flush=True)
+        for pod in sorted(pods, key=lambda p: p["metadata"]["name"]):
+            state = "ready" if _ready(pod) else "NOT ready"
+            node = (pod.get("spec") or {}).get("nodeName")
+            real = node in real_nodes
+            where = _pod_address(pod) if real else f"{node} (simulated: no process answers)"
+            meta = pod["metadata"]
+            print(f"pod {meta['namespace']}/{meta['name']} {state} at {where}", flush=True)
+        print(f"export KUBECONFIG={kubeconfig}  # then: kubectl get pods -o wide", flush=True)
+    finally:
+        await client.close()
 
 
 async def _fetch_trusted_ca(server: str, token: NodeToken) -> bytes:
@@ -224,11 +361,65 @@ async def _run_fake_agent(args: argparse.Namespace) -> None:
         await client.close()
 
 
+def _default_node_name() -> str:
+    """This machine's hostname as a node name (k3s's default), lower-cased (Node names are
+    DNS subdomains; the server refuses one that is not, in one line)."""
+    return socket.gethostname().lower()
+
+
+async def _pick_pod_cidr(client: Client, name: str) -> str:
+    """The pod CIDR the Node `name` already has, else the lowest /24 no Node has."""
+    info = REGISTRY.by_path("", "v1", "nodes")
+    assert info is not None
+    used: set[str] = set()
+    for node in (await client.list(info)).items:
+        cidr = str((node.get("spec") or {}).get("podCIDR") or "")
+        if node["metadata"]["name"] == name and cidr:
+            return cidr
+        used.add(cidr)
+    for index in range(POD_CIDRS):
+        if pod_cidr_for(index) not in used:
+            return pod_cidr_for(index)
+    raise JoinError("every pod CIDR of 127.128.0.0/9 is taken by a node")
+
+
+async def _run_node_agent(args: argparse.Namespace) -> None:
+    client = await _agent_client(args)
+    try:
+        name = args.name or _default_node_name()
+        pod_cidr = await _pick_pod_cidr(client, name)
+        data_dir = args.data_dir.expanduser()
+        data_dir.mkdir(parents=True, exist_ok=True)
+        # With a join token, the agent serves `kubectl logs` and `exec` for the API server,
+        # which authenticates with the same node credential.
+        endpoint_token = _read_node_token(args.token_file).credential if args.token_file else ""
+        node = NodeAgent(
+            client,
+            name,
+            data_dir=data_dir,
+            pod_cidr=pod_cidr,
+            lease_duration=args.lease_seconds,
+            renew_interval=max(args.lease_seconds / 4, 0.5),
+            endpoint_token=endpoint_token,
+        )
+
+        async def started() -> None:
+            await node.start()
+            print(f"kubeling agent: node {name} ready, pod CIDR {pod_cidr}", flush=True)
+
+        try:
+            await _until_signalled(started)
+        finally:
+            await node.stop()  # stops every pod's processes
+    finally:
+        await client.close()
+
+
 def _check_agent(args: argparse.Namespace) -> None:
-    if not args.fake:
-        raise UsageError(f"agent: {NO_REAL_NODES}; use --fake for simulated nodes")
     if args.count < 1:
         raise UsageError("agent: --count must be at least 1")
+    if not args.fake and (args.count != 1 or args.name_prefix is not None):
+        raise UsageError("agent: --count and --name-prefix are for simulated nodes (--fake)")
     if args.name is not None and (args.count != 1 or args.name_prefix is not None):
         raise UsageError("agent: --name names one node; use --count with --name-prefix for more")
     joins = bool(args.server or args.token_file)
@@ -242,20 +433,22 @@ def _check_agent(args: argparse.Namespace) -> None:
 
 def _check(args: argparse.Namespace) -> None:
     """Refuse, before anything starts, what cannot work."""
+    if getattr(args, "lease_seconds", 2) < 2:
+        raise UsageError("--lease-seconds must be at least 2")
     if args.command == "up":
         if args.nodes < 0 or args.fake_nodes < 0:
             raise UsageError("--nodes and --fake-nodes must not be negative")
-        if args.nodes > 0:
-            raise UsageError(
-                f"--nodes {args.nodes}: {NO_REAL_NODES}; use --fake-nodes for simulated nodes"
-            )
+        try:
+            args.manifests = [m for path in args.filename for m in load(path)]
+        except ManifestError as err:
+            raise UsageError(str(err)) from None
     if args.command == "agent":
         _check_agent(args)
 
 
 async def _run(args: argparse.Namespace) -> None:
     if args.command == "agent":
-        await _run_fake_agent(args)
+        await (_run_fake_agent(args) if args.fake else _run_node_agent(args))
         return
     config = ServerConfig(
         data_dir=args.data_dir.expanduser(),
@@ -263,7 +456,10 @@ async def _run(args: argparse.Namespace) -> None:
         datastore=args.datastore,
         bind=getattr(args, "bind", "127.0.0.1"),
     )
-    await _serve(config, getattr(args, "fake_nodes", 0))
+    if args.command == "up":
+        await _serve(config, args.nodes, args.fake_nodes, args.manifests, args.lease_seconds)
+    else:
+        await _serve(config)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -290,7 +486,7 @@ def main(argv: list[str] | None = None) -> int:
     except UsageError as err:  # found once running, e.g. an unreadable token file
         print(f"kubeling: {err}", file=sys.stderr)
         return 2
-    except JoinError as err:
+    except (JoinError, ManifestError) as err:
         print(f"kubeling: {err}", file=sys.stderr)
         return 1
     except ApiError as err:  # e.g. the agent's token is refused, or a node name is invalid

@@ -9,7 +9,7 @@ knows every part; the parts know only the API.
 
 from __future__ import annotations
 
-from kubeling.agent import FakeNode, FakeNodes
+from kubeling.agent import FakeNodes
 from kubeling.agent.agent import NodeAgent
 from kubeling.agent.fake import pod_cidr_for
 from kubeling.apiserver.server import APIServer, ServerConfig
@@ -37,21 +37,6 @@ def node_name(index: int) -> str:
     `kubeling agent` uses by default, so an agent started on the same machine does not collide
     with `up`'s own node)."""
     return f"node-{index}"
-
-
-def fake_nodes_after(client: Client, count: int, first: int) -> FakeNodes:
-    """`count` simulated nodes `fake-node-0`, ... whose pod CIDRs start at the `first`-th /24,
-    after the real nodes' (`pod_cidr_for(0..first-1)`), so no two nodes hand out the same pod
-    IPs. `FakeNodes` numbers its ranges from 0; until it takes an offset itself, its node list
-    is rebuilt here with the same names and shared watch."""
-    fakes = FakeNodes(client, count)
-    if first:
-        fakes.nodes = [
-            FakeNode(client, node.name, pod_cidr=pod_cidr_for(first + i), informer=fakes.informer)
-            for i, node in enumerate(fakes.nodes)
-        ]
-        fakes._by_name.update((node.name, node) for node in fakes.nodes)
-    return fakes
 
 
 class Cluster:
@@ -126,7 +111,9 @@ class Cluster:
             await agent.start()
             self.agents.append(agent)
         if self.fake_node_count:
-            self.fake_nodes = fake_nodes_after(self.client, self.fake_node_count, self.node_count)
+            self.fake_nodes = FakeNodes(
+                self.client, self.fake_node_count, first_index=self.node_count
+            )
             await self.fake_nodes.start()
             await self.fake_nodes.wait_synced(30)
 

@@ -515,7 +515,6 @@ class PodWorker:
             self.node.clock,
             on_restart=on_restart,
             on_attempt=on_attempt,
-            jitter=False,
         )
         record.probes = probes
         probes.start()

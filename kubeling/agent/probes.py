@@ -22,12 +22,13 @@ fails its liveness or startup probe. The semantics are the kubelet's (`pkg/kubel
   takes a `gate` for this; `ContainerProbes` wires it. Like the kubelet's workers, gated
   probers keep ticking from container start and skip their ticks, so the first readiness probe
   comes within one period after startup succeeds.
-* **Schedule**: the first attempt is at `since + initialDelaySeconds + jitter`, where `since`
-  is the container's start (default: when `start()` is called) and jitter is `rng() * period`,
-  in [0, period), so that probes of many pods do not fire in lockstep. The kubelet jitters only
-  when it has itself just started (its probes would otherwise all fire at once); for a
-  container started later it probes at once. `jitter=False` gives that; the default is to
-  jitter, which spreads the load at the price of up to one period of extra readiness latency.
+* **Schedule**: the first attempt is at `since + initialDelaySeconds`, where `since` is the
+  container's start (default: when `start()` is called), so a new container is judged without
+  delay. The second comes `(1 - rng()) * period` later (in (0, period]), and the rest every period
+  after it: the grid of each prober gets a random phase, so the probes of many pods started
+  together do not fire in lockstep, without costing any readiness latency (the kubelet instead
+  delays the first probe, and only just after it started itself). `jitter=False` keeps the
+  plain grid: every attempt a whole period after the one before.
   Attempts then start every period on that grid. **Attempts of one prober never overlap**: one
   task runs them in turn; an attempt that outlasts its period delays the next tick (which then
   comes at once, and the grid restarts from there).
@@ -317,6 +318,7 @@ class Prober:
         self._run = 0  # its length
         self._task: asyncio.Task[None] | None = None
         self.first_at: float | None = None  # when the first attempt is due, once started
+        self.phase = self.period  # from the first attempt to the second (see the docstring)
 
     @property
     def healthy(self) -> bool | None:
@@ -329,8 +331,9 @@ class Prober:
         if self._task is not None:
             raise RuntimeError(f"the {self.kind} prober is already started")
         since = self._clock.now() if since is None else since
-        jitter = min(max(self._rng(), 0.0), 1.0) * self.period if self._jitter else 0.0
-        self.first_at = since + self.initial_delay + jitter
+        share = 1.0 - min(max(self._rng(), 0.0), 1.0) if self._jitter else 1.0
+        self.phase = share * self.period
+        self.first_at = since + self.initial_delay
         self._task = asyncio.get_running_loop().create_task(
             self._loop(self.first_at), name=f"{self.kind}-prober"
         )
@@ -347,11 +350,13 @@ class Prober:
                 await task
 
     async def _loop(self, next_at: float) -> None:
+        step = self.phase  # the first step shifts the grid by the random phase
         while True:
             await self._clock.sleep(next_at - self._clock.now())
             if (self._gate is None or self._gate()) and await self._attempt():
                 return  # on hold: startup succeeded, or liveness/startup failed
-            next_at += self.period
+            next_at += step
+            step = self.period
             # An attempt that ran past the next tick delays it; it then comes at once.
             next_at = max(next_at, self._clock.now())
 

@@ -51,6 +51,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import random
 from collections.abc import Coroutine, Mapping
@@ -74,6 +75,7 @@ from kubeling.scheduler.algorithm import (
 from kubeling.scheduler.nodeinfo import NodeInfo
 from kubeling.scheduler.podinfo import (
     DEFAULT_SCHEDULER,
+    PodInfo,
     needs_scheduling,
     occupies_node,
     pod_key,
@@ -171,14 +173,21 @@ class Scheduler:
 
     # -- the cache ----------------------------------------------------------------------------
 
-    def _place(self, pod: Object) -> None:
-        """Put a bound Pod on its node (moving it if it was elsewhere)."""
+    def _place(self, pod: Object, parsed: PodInfo | None = None) -> None:
+        """Put a bound Pod on its node (moving it if it was elsewhere).
+
+        A Pod is parsed (`PodInfo.of`) only when what the parse reads changed: each Pod is
+        updated on its node several times (assumed, bound, Running) with the same spec."""
         key, node = pod_key(pod), str(pod["spec"]["nodeName"])
+        info = self.node_infos.get(node)
+        if parsed is None and info is not None and self._placed.get(key) == node:
+            current = info.pods.get(key)
+            if current is not None and _parses_alike(current.pod, pod):
+                parsed = dataclasses.replace(current, pod=pod)
         self._unplace(key)
         self._placed[key] = node
-        info = self.node_infos.get(node)
         if info is not None:
-            info.add_pod(pod)
+            info.add_pod(parsed or pod)
         else:
             self._orphans.setdefault(node, {})[key] = pod
 
@@ -286,7 +295,8 @@ class Scheduler:
             return None
         nodes = self._node_list()
         start = self._next_start % len(nodes) if nodes else 0
-        decision = schedule_pod(pod, nodes, self.rng, start=start, percentage=self.percentage)
+        parsed = PodInfo.of(pod)
+        decision = schedule_pod(parsed, nodes, self.rng, start=start, percentage=self.percentage)
         if nodes:
             self._next_start = (start + decision.examined) % len(nodes)
         if decision.node_name is None:
@@ -295,7 +305,7 @@ class Scheduler:
         assumed = dict(pod)
         assumed["spec"] = {**(pod.get("spec") or {}), "nodeName": node}
         self._assumed[key] = node
-        self._place(assumed)
+        self._place(assumed, dataclasses.replace(parsed, pod=assumed, node_name=node))
         return self._bind(key, pod, node)
 
     def _node_list(self) -> list[NodeInfo]:
@@ -381,6 +391,18 @@ class Scheduler:
         except ApiError as err:
             if err.code != 404:
                 log.warning("writing PodScheduled of %s: %s", key, err)
+
+
+def _parses_alike(old: Mapping[str, Any], new: Mapping[str, Any]) -> bool:
+    """Would `PodInfo.of` read the same from both? It reads the spec and, of the metadata,
+    only these fields (a Pod's status never matters to its node's accounting)."""
+    if old.get("spec") != new.get("spec"):
+        return False
+    before, after = old.get("metadata") or {}, new.get("metadata") or {}
+    return all(before.get(field) == after.get(field) for field in _PARSED_METADATA)
+
+
+_PARSED_METADATA = ("uid", "name", "namespace", "ownerReferences", "deletionTimestamp")
 
 
 def _relevant_change(old: Mapping[str, Any], new: Mapping[str, Any]) -> bool:

@@ -55,34 +55,56 @@ WEIGHTS: Mapping[str, int] = {
 
 
 def resource_scores(pod: PodInfo, feasible: Sequence[NodeInfo]) -> tuple[list[int], list[int]]:
-    """LeastAllocated and BalancedAllocation of every node, in one pass (the hot loop)."""
+    """LeastAllocated and BalancedAllocation of every node, in one pass (the hot loop).
+
+    Both depend on the node only through its allocatable cpu and memory and four sums, and
+    many nodes share those (equal nodes holding equally many equal Pods): each distinct
+    combination is computed once per call (10 000 Pods onto 1 000 nodes: 884 -> 1 240 pods/s)."""
     pod_cpu, pod_memory = pod.non_zero_cpu, pod.non_zero_memory
     request_cpu, request_memory = pod.requests.milli_cpu, pod.requests.memory
     least: list[int] = []
     balanced: list[int] = []
+    seen: dict[tuple[int, int, int, int, int, int], tuple[int, int]] = {}
     for node in feasible:
-        cpu_capacity = node.allocatable.milli_cpu
-        memory_capacity = node.allocatable.memory
+        allocatable = node.allocatable
+        cpu_capacity = allocatable.milli_cpu
+        memory_capacity = allocatable.memory
+        state = (
+            cpu_capacity,
+            memory_capacity,
+            node.non_zero_cpu,
+            node.non_zero_memory,
+            node.requested_cpu,
+            node.requested_memory,
+        )
+        known = seen.get(state)
+        if known is not None:
+            least.append(known[0])
+            balanced.append(known[1])
+            continue
         total = weights = 0
         if cpu_capacity:
             weights += 1
-            requested = node.non_zero_cpu + pod_cpu
+            requested = state[2] + pod_cpu
             if requested <= cpu_capacity:
                 total += (cpu_capacity - requested) * MAX_NODE_SCORE // cpu_capacity
         if memory_capacity:
             weights += 1
-            requested = node.non_zero_memory + pod_memory
+            requested = state[3] + pod_memory
             if requested <= memory_capacity:
                 total += (memory_capacity - requested) * MAX_NODE_SCORE // memory_capacity
-        least.append(total // weights if weights else 0)
+        fit = total // weights if weights else 0
         if cpu_capacity and memory_capacity:
-            cpu = (node.requested_cpu + request_cpu) / cpu_capacity
-            memory = (node.requested_memory + request_memory) / memory_capacity
+            cpu = (state[4] + request_cpu) / cpu_capacity
+            memory = (state[5] + request_memory) / memory_capacity
             cpu = 1.0 if cpu > 1.0 else cpu
             memory = 1.0 if memory > 1.0 else memory
-            balanced.append(int((1 - abs(cpu - memory) / 2) * MAX_NODE_SCORE))
+            balance = int((1 - abs(cpu - memory) / 2) * MAX_NODE_SCORE)
         else:
-            balanced.append(MAX_NODE_SCORE)  # one resource or none: no deviation
+            balance = MAX_NODE_SCORE  # one resource or none: no deviation
+        seen[state] = (fit, balance)
+        least.append(fit)
+        balanced.append(balance)
     return least, balanced
 
 

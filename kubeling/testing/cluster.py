@@ -2,7 +2,9 @@
 
 `TestCluster` starts a real API server over HTTPS on a free port and a temporary data dir,
 either in a background thread of the test process (fast; the default) or as a child process
-(`process=True`: needed to test restarts and `kill -9`). It hands back the kubeconfig path,
+(`process=True`: needed to test restarts and `kill -9`), with `nodes` real nodes that run pods
+as processes (default none: most tests need only the API) and `fake_nodes` simulated ones. It
+hands back the kubeconfig path,
 a configured official `kubernetes` client, and `kubectl()` which runs a real kubectl with its
 own HOME and discovery cache, so tests never share or pollute the user's `~/.kube`.
 
@@ -101,15 +103,21 @@ class TestCluster:
         *,
         process: bool = False,
         controllers: bool = False,
+        nodes: int = 0,
         fake_nodes: int = 0,
         kubectl: str | None = None,
         **config: Any,
     ) -> None:
         self._own_dir = data_dir is None
         # Thread mode runs the API server alone unless asked for the controller manager too
-        # (as `kubeling up` runs it); process mode always runs `kubeling up`, with
-        # `fake_nodes` simulated nodes.
-        self.controllers = controllers or fake_nodes > 0
+        # (as `kubeling up` runs it, and as nodes need: a node's pods must be scheduled);
+        # process mode always runs `kubeling up`, with `nodes` real nodes (named node-0, ...;
+        # their pods' processes are children of the server process) and `fake_nodes`
+        # simulated ones.
+        if nodes < 0 or fake_nodes < 0:
+            raise ValueError("nodes and fake_nodes must not be negative")
+        self.controllers = controllers or nodes > 0 or fake_nodes > 0
+        self.nodes = nodes
         self.fake_nodes = fake_nodes
         self._cluster: Cluster | None = None
         self.data_dir = Path(data_dir or tempfile.mkdtemp(prefix="kubeling-test-"))
@@ -173,7 +181,9 @@ class TestCluster:
 
     def _start_thread(self) -> None:
         config = ServerConfig(data_dir=self.data_dir, port=0, **self.config)
-        self._cluster = Cluster(config, controllers=self.controllers, fake_nodes=self.fake_nodes)
+        self._cluster = Cluster(
+            config, controllers=self.controllers, nodes=self.nodes, fake_nodes=self.fake_nodes
+        )
         self._server = self._cluster.server
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(
@@ -185,8 +195,8 @@ class TestCluster:
 
     def _start_process(self) -> None:
         port = self.config.get("port", 0)
-        # `kubeling up` as a user runs it, with the nodes asked for and no others (it will
-        # run one real node by default once there are real nodes).
+        # `kubeling up` as a user runs it, with the nodes asked for and no others (`up` alone
+        # runs one real node).
         cmd = [
             sys.executable,
             "-m",
@@ -197,7 +207,7 @@ class TestCluster:
             "--port",
             str(port),
             "--nodes",
-            "0",
+            str(self.nodes),
             "--fake-nodes",
             str(self.fake_nodes),
         ]

@@ -137,6 +137,24 @@ async def test_the_lease_is_renewed(env: Env) -> None:
     assert agent.renewals >= 2
 
 
+async def test_a_lease_written_or_deleted_by_someone_else_is_read_again_and_renewed(
+    env: Env,
+) -> None:
+    agent = await env.node(renew_interval=3600)
+    lease = await env.client.get(LEASES, agent.name, "kube-node-lease")
+    lease["spec"]["holderIdentity"] = "someone-else"
+    await env.client.update(LEASES, lease, "kube-node-lease")  # the cached copy is now stale
+    renewed = await agent.renew_lease()
+    assert renewed["spec"]["holderIdentity"] == agent.name
+    await env.client.delete(LEASES, agent.name, "kube-node-lease")
+    recreated = await agent.renew_lease()
+    assert recreated["metadata"]["uid"] != lease["metadata"]["uid"]
+    assert recreated["metadata"]["ownerReferences"][0]["kind"] == "Node"
+    again = await agent.renew_lease()  # from the cache: one PUT
+    assert again["metadata"]["resourceVersion"] != recreated["metadata"]["resourceVersion"]
+    assert agent.renewals == 4
+
+
 async def test_a_bound_pod_runs_and_is_readable_by_the_official_client(
     env: Env, cluster: TestCluster
 ) -> None:

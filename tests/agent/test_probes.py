@@ -394,7 +394,7 @@ async def test_attempts_without_a_verdict_neither_count_nor_break_a_run() -> Non
     await prober.stop()
 
 
-async def test_first_attempt_waits_for_initial_delay_plus_jitter() -> None:
+async def test_the_first_attempt_comes_at_the_initial_delay_and_the_grid_is_jittered() -> None:
     clock, script, changes = FakeClock(), Script(), []
     prober = Prober(
         "readiness",
@@ -407,13 +407,17 @@ async def test_first_attempt_waits_for_initial_delay_plus_jitter() -> None:
         rng=lambda: 0.25,
     )
     prober.start()
-    assert prober.first_at == 7.5
-    await advance(clock, 7.4)
+    assert (prober.first_at, prober.phase) == (5, 7.5)
+    await advance(clock, 4.9)
     assert script.calls == []
     await advance(clock, 0.1)
     assert script.calls == ["x"]
-    await advance(clock, 10)
+    await advance(clock, 7.4)
+    assert script.calls == ["x"]
+    await advance(clock, 0.1)
     assert script.calls == ["x", "x"]
+    await advance(clock, 10)
+    assert script.calls == ["x", "x", "x"]
     await prober.stop()
 
 
@@ -430,10 +434,11 @@ async def test_jitter_is_within_one_period_and_can_be_turned_off() -> None:
     probers = [prober() for _ in range(50)] + [prober(rng=lambda: 0.9999), prober(jitter=False)]
     for each in probers:
         each.start(since=90)
-    starts = [each.first_at or 0 for each in probers]
-    assert all(93 <= start < 97 for start in starts)
-    assert len(set(starts[:50])) > 1  # spread out, not in lockstep
-    assert starts[-1] == 93
+    assert {each.first_at for each in probers} == {93}  # no delay before the first attempt
+    phases = [each.phase for each in probers]
+    assert all(0 < phase <= 4 for phase in phases[:51])
+    assert len(set(phases[:50])) > 1  # spread out, not in lockstep
+    assert phases[-1] == 4
     for each in probers:
         await each.stop()
 

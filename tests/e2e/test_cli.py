@@ -9,6 +9,7 @@ import http.client
 import json
 import os
 import queue
+import re
 import signal
 import socket
 import ssl
@@ -30,6 +31,7 @@ pytestmark = pytest.mark.e2e
 START_TIMEOUT = 30.0  # seconds for a server to print that it is ready
 STOP_TIMEOUT = 15.0  # seconds for a server to exit after a signal
 SYSTEM_NAMESPACES = ["default", "kube-node-lease", "kube-public", "kube-system"]
+LOG_LINE = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d+ [A-Z]+ ")
 
 
 def free_port() -> int:
@@ -42,13 +44,14 @@ class Child:
     """`python -m kubeling <args>` as a child process. Its stdout is read line by line by a
     thread; its stderr goes to a file (an unread pipe could fill)."""
 
-    def __init__(self, *args: str) -> None:
+    def __init__(self, *args: str, cwd: Path | None = None) -> None:
         self._stderr = tempfile.TemporaryFile(mode="w+")  # noqa: SIM115 - closed in close()
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "kubeling", *args],
             stdout=subprocess.PIPE,
             stderr=self._stderr,
             text=True,
+            cwd=cwd,
         )
         self.lines: list[str] = []
         self._queue: queue.Queue[str | None] = queue.Queue()
@@ -348,14 +351,27 @@ def agent(*args: str) -> Iterator[Child]:
         child.close()
 
 
-def test_up_with_process_running_nodes_exits_with_one_readable_line(tmp_path: Path) -> None:
-    result = _fails_to_start(
-        "up", "--data-dir", str(tmp_path / "data"), "--port", str(free_port()), "--nodes", "1"
-    )
+def _pod_cidrs(server: Kubeling) -> dict[str, str]:
+    nodes = json.loads(server.kubectl("get", "nodes", "-o", "json"))["items"]
+    return {node["metadata"]["name"]: node["spec"].get("podCIDR", "") for node in nodes}
 
-    line = _one_line(result)
-    assert "--nodes" in line and "not available yet" in line, line
-    assert not (tmp_path / "data").exists()  # refused before anything started
+
+def test_up_runs_one_real_node_by_default(tmp_path: Path) -> None:
+    with running("up", tmp_path / "data") as server:
+        # `up` prints that it is ready once its nodes have registered.
+        assert _ready_nodes(server) == ["node-0"]
+        assert _pod_cidrs(server) == {"node-0": "127.128.0.0/24"}
+        assert (tmp_path / "data" / "nodes" / "node-0").is_dir()
+
+
+def test_up_gives_real_and_fake_nodes_different_pod_cidrs(tmp_path: Path) -> None:
+    with running("up", tmp_path / "data", None, "--nodes", "2", "--fake-nodes", "1") as server:
+        assert _ready_nodes(server) == ["fake-node-0", "node-0", "node-1"]
+        assert _pod_cidrs(server) == {
+            "node-0": "127.128.0.0/24",
+            "node-1": "127.128.1.0/24",
+            "fake-node-0": "127.128.2.0/24",
+        }
 
 
 def test_up_with_fake_nodes_registers_ready_nodes(tmp_path: Path) -> None:
@@ -364,15 +380,80 @@ def test_up_with_fake_nodes_registers_ready_nodes(tmp_path: Path) -> None:
         assert _ready_nodes(server) == ["fake-node-0", "fake-node-1"]
 
 
-def test_agent_without_fake_exits_with_one_readable_line(tmp_path: Path) -> None:
-    for join in (
-        ["--kubeconfig", str(tmp_path / "kubeconfig.yaml")],
-        ["--server", "https://127.0.0.1:6443", "--token-file", str(tmp_path / "node-token")],
-    ):
-        result = _fails_to_start("agent", *join)
+def _sleeper(name: str, node: str) -> str:
+    """A pod bound to `node` whose one container sleeps (this Python, no shell shim)."""
+    return json.dumps(
+        {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": name},
+            "spec": {
+                "nodeName": node,
+                "terminationGracePeriodSeconds": 5,
+                "containers": [
+                    {
+                        "name": "app",
+                        "image": "sleeper",
+                        "command": [sys.executable, "-c", "import time; time.sleep(600)"],
+                    }
+                ],
+            },
+        }
+    )
 
-        line = _one_line(result)
-        assert "not available yet" in line and "--fake" in line, line
+
+def _process_group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def test_agent_joins_as_a_real_node_runs_its_pods_and_stops_them_on_sigterm(
+    tmp_path: Path,
+) -> None:
+    hostname = socket.gethostname().lower()
+    agent_dir = tmp_path / "agent"
+    with running("up", tmp_path / "data") as server:
+        join = [
+            "--server",
+            f"https://127.0.0.1:{server.port}",
+            "--token-file",
+            str(server.data_dir / "node-token"),
+            "--data-dir",
+            str(agent_dir),
+        ]
+        with agent(*join) as node:
+            # Named after the machine, with the lowest pod CIDR no node has (node-0 has .0).
+            ready = node.wait_for_line("kubeling agent: node ")
+            assert ready == f"kubeling agent: node {hostname} ready, pod CIDR 127.128.1.0/24"
+            assert hostname in _ready_nodes(server)
+            assert _pod_cidrs(server)[hostname] == "127.128.1.0/24"
+
+            path = tmp_path / "sleeper.json"
+            path.write_text(_sleeper("sleeper", hostname))
+            server.kubectl("apply", "-f", str(path))
+
+            def running_pod() -> dict:
+                pod = json.loads(server.kubectl("get", "pod", "sleeper", "-o", "json"))
+                return pod if pod["status"].get("phase") == "Running" else {}
+
+            pod = wait_for(running_pod, timeout=30, message="pod sleeper Running")
+            assert pod["status"]["podIP"].startswith("127.128.1."), pod["status"]
+            pid_file = agent_dir / "pods" / pod["metadata"]["uid"] / "pids" / "app"
+            pgid = int(pid_file.read_text())
+            assert _process_group_alive(pgid)
+
+            assert node.stop(signal.SIGTERM) == 0, node.stderr()
+            assert "Traceback" not in node.stderr(), node.stderr()
+            assert not _process_group_alive(pgid)
+
+        # Started again, the node keeps the pod CIDR its Node records.
+        with agent(*join) as node:
+            ready = node.wait_for_line("kubeling agent: node ")
+            assert ready.endswith("pod CIDR 127.128.1.0/24"), ready
+            assert node.stop(signal.SIGTERM) == 0, node.stderr()
 
 
 def test_agent_without_a_cluster_to_join_exits_with_one_readable_line(tmp_path: Path) -> None:
@@ -428,7 +509,7 @@ def test_agent_fake_registers_its_nodes_and_stops_cleanly_on_sigterm(tmp_path: P
 
 def test_agent_fake_runs_the_pods_scheduled_to_its_node(tmp_path: Path) -> None:
     with (
-        running("up", tmp_path / "data") as server,
+        running("up", tmp_path / "data", None, "--nodes", "0") as server,
         agent(
             "--fake", "--kubeconfig", str(server.kubeconfig), "--data-dir", str(tmp_path / "agent")
         ) as nodes,
@@ -526,3 +607,52 @@ def test_test_cluster_in_process_mode_runs_its_fake_nodes() -> None:
             "fake-node-0",
             "fake-node-1",
         ]
+
+
+def test_test_cluster_runs_real_nodes_in_thread_and_process_mode() -> None:
+    for process in (False, True):
+        with TestCluster(process=process, nodes=1) as cluster:
+            nodes = json.loads(cluster.kubectl("get", "nodes", "-o", "json").stdout)["items"]
+
+            assert [node["metadata"]["name"] for node in nodes] == ["node-0"], process
+
+
+# -- up -f ---------------------------------------------------------------------------------
+
+
+def test_up_with_a_file_that_is_not_a_manifest_exits_with_one_line(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x\n")
+
+    result = _fails_to_start(
+        "up", "--data-dir", str(tmp_path / "data"), "--port", str(free_port()), "-f", str(bad)
+    )
+
+    assert result.returncode == 2
+    line = _one_line(result)
+    assert str(bad) in line and "not valid YAML" in line, line
+    assert not (tmp_path / "data").exists()  # refused before anything started
+
+
+def test_up_with_a_manifest_the_server_refuses_stops_with_one_line(tmp_path: Path) -> None:
+    manifests = tmp_path / "manifests"
+    manifests.mkdir()
+    (manifests / "a-config.yaml").write_text(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: fine}\ndata: {k: v}\n"
+    )
+    (manifests / "b-web.yaml").write_text(
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web}\n"
+        "spec:\n  selector: {matchLabels: {app: web}}\n"
+        "  template:\n    metadata: {labels: {app: other}}\n"
+        "    spec: {containers: [{name: c, image: i}]}\n"
+    )
+    server = Kubeling("up", tmp_path / "data", free_port(), "--nodes", "0", "-f", str(manifests))
+    try:
+        assert server.proc.wait(timeout=START_TIMEOUT) == 1
+        # Besides the server's log lines, the refusal is one line naming the file and object.
+        errors = [line for line in server.stderr().splitlines() if not LOG_LINE.match(line)]
+        assert len(errors) == 1, server.stderr()
+        assert errors[0].startswith(f"kubeling: {manifests / 'b-web.yaml'}: deployment.apps/web:")
+        assert "selector" in errors[0], errors[0]
+    finally:
+        server.close()

@@ -373,3 +373,31 @@ async def test_stop_cancels_bindings_in_flight(env: Env, gated: GatedClient) -> 
     await scheduler.stop()
     assert gated.in_flight == 0
     await scheduler.stop()  # idempotent
+
+
+async def test_the_node_cache_follows_a_bound_pods_updates(env: Env) -> None:
+    """Updates that leave the spec alone reuse the parsed Pod; a deletion or a new spec does
+    not: a terminating Pod stops counting for its owner's spreading, a new request counts."""
+    s = Scheduler(env.client, namespace=env.ns)  # handlers fed by hand; never started
+    s._node_added(node("n1"))
+    owner = [{"kind": "ReplicaSet", "name": "rs", "uid": "rs-uid", "controller": True}]
+    bound = pod("p", cpu="100m", nodeName="n1")
+    bound["metadata"].update(namespace=env.ns, uid="p-uid", ownerReferences=owner)
+    s._pod_added(bound)
+    info = s.node_infos["n1"]
+    assert (info.requested_cpu, info.owner_counts) == (100, {"rs-uid": 1})
+
+    running = {**bound, "status": {"phase": "Running"}}
+    s._pod_updated(bound, running)
+    assert info.pods["p-uid"].pod is running
+    assert (info.requested_cpu, info.owner_counts) == (100, {"rs-uid": 1})
+
+    resized = pod("p", cpu="300m", nodeName="n1")
+    resized["metadata"] = running["metadata"]
+    s._pod_updated(running, resized)
+    assert info.requested_cpu == 300
+
+    terminating = {**resized, "metadata": {**resized["metadata"], "deletionTimestamp": "x"}}
+    s._pod_updated(resized, terminating)
+    assert (info.requested_cpu, info.owner_counts) == (300, {})
+    await s.stop()
