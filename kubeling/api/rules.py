@@ -16,6 +16,20 @@ empty, and report every other rule. The registry concatenates both lists.
 The rules live in one module per area: metadata (`rules_meta`), pods (`rules_pod`,
 `rules_volumes`), controllers (`rules_apps`), networking (`rules_service`), configuration
 (`rules_config`), and the cluster-scoped rest (`rules_cluster`).
+
+Writes that can change only part of an object validate only that part, as Kubernetes' status
+strategies do (`ValidatePodStatusUpdate`: the metadata update rules and the status):
+
+- `validate_status_update`, for a status subresource write. The registry copies metadata and
+  spec from the stored object, which passed `validate` when it was written, so rules of an
+  unchanged spec cannot find anything new; only rules that read `.status` (the Node's, listed
+  in `_STATUS_RULES`) run again. Pod status has no semantic rules: its types are checked when
+  the body is decoded (`validation.check_structure`), as before.
+- `validate_binding`, for `pods/binding`, which sets only `spec.nodeName` (once) and the
+  PodScheduled condition.
+
+A rule added later that reads `.status` must put its kind in `_STATUS_RULES`
+(`tests/unit/test_status_validation.py` checks that no other kind's rules mention status).
 """
 
 from __future__ import annotations
@@ -38,7 +52,7 @@ from kubeling.api.rules_meta import (
     text,
 )
 from kubeling.api.rules_meta import obj as as_object
-from kubeling.api.rules_pod import pod_spec, pod_update
+from kubeling.api.rules_pod import name_reference, pod_spec, pod_update
 from kubeling.api.rules_service import (
     endpoint_slice,
     endpoint_slice_update,
@@ -99,6 +113,27 @@ _KINDS: dict[tuple[str, str], tuple[NameCheck, Create | None, Update | None]] = 
     ),
     ("coordination.k8s.io", "Lease"): (names.name_is_dns_subdomain, lease, None),
 }
+
+
+# Kinds whose rules read `.status`: a status write runs all their rules, as before.
+_STATUS_RULES = frozenset((("", "Node"),))
+
+
+def validate_status_update(
+    info: ResourceInfo, obj: dict[str, Any], old: dict[str, Any]
+) -> list[Cause]:
+    """The problems a status write can introduce: `obj` is `old` with a new `.status`."""
+    if (info.group, info.kind) in _STATUS_RULES:
+        return validate(info, obj, old)
+    return object_meta_update(obj.get("metadata"), old.get("metadata"))
+
+
+def validate_binding(obj: dict[str, Any], old: dict[str, Any]) -> list[Cause]:
+    """The problems a binding can introduce: `obj` is the Pod `old` with `spec.nodeName` set
+    (it had none: `pod_update` allows exactly that) and a PodScheduled condition."""
+    return object_meta_update(obj.get("metadata"), old.get("metadata")) + name_reference(
+        as_object(obj.get("spec")), "nodeName"
+    )
 
 
 def validate(info: ResourceInfo, obj: dict[str, Any], old: dict[str, Any] | None) -> list[Cause]:

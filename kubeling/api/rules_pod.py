@@ -105,14 +105,8 @@ def pod_spec(spec: dict[str, Any], path: str, is_pod: bool) -> Causes:
         out += each(
             f"{path}.readinessGates[{index}].conditionType", kind, names.qualified_name(kind)
         )
-    for key, check in (
-        ("serviceAccountName", names.name_is_dns_subdomain),
-        ("nodeName", names.name_is_dns_subdomain),
-        ("priorityClassName", names.name_is_dns_subdomain),
-    ):
-        value = text(spec.get(key))
-        if value:
-            out += each(f"{path}.{key}", value, check(value))
+    for key in ("serviceAccountName", "nodeName", "priorityClassName"):
+        out += name_reference(spec, key, path)
     deadline = spec.get("activeDeadlineSeconds")
     if deadline is not None and not 1 <= integer(deadline) <= _MAX_INT32:
         out.append(
@@ -130,6 +124,12 @@ def pod_spec(spec: dict[str, Any], path: str, is_pod: bool) -> Causes:
     if is_pod:
         out += _pod_only(spec, path)
     return out
+
+
+def name_reference(spec: dict[str, Any], key: str, path: str = "spec") -> Causes:
+    """A spec field that names another object (`nodeName`, ...): a DNS subdomain if set."""
+    value = text(spec.get(key))
+    return each(f"{path}.{key}", value, names.name_is_dns_subdomain(value)) if value else []
 
 
 def _dns_config(spec: dict[str, Any], path: str) -> Causes:

@@ -134,7 +134,8 @@ async def test_the_lease_is_renewed(env: Env) -> None:
         return parse_time(again["spec"]["renewTime"]) > parse_time(first)
 
     await eventually(renewed, timeout=5, message="a renewed lease")
-    assert agent.renewals >= 2
+    # The server may show the write before the agent has counted it.
+    await eventually(lambda: agent.renewals >= 2, timeout=5, message="two renewals counted")
 
 
 async def test_a_lease_written_or_deleted_by_someone_else_is_read_again_and_renewed(

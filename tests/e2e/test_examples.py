@@ -11,7 +11,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from test_cli import STOP_TIMEOUT, Child, free_port
+from process_support import STOP_TIMEOUT, Child, free_port
 
 from kubeling.testing.cluster import wait_for
 
