@@ -388,6 +388,13 @@ class PodWorker:
             )
             env.update(self.volumes.env())
             env.update(self.volumes.mount_path_env(spec, env))
+            read_only = {
+                m.get("mountPath"): bool(m.get("readOnly")) for m in spec.get("volumeMounts") or []
+            }
+            mounts = tuple(
+                (target, str(host), read_only.get(target, False))
+                for target, host in self.volumes.mounts(spec, env).items()
+            )
             argv = container_argv(spec, env)
             for skipped in env.skipped:
                 self.node.recorder.event(pod, skipped.type, skipped.reason, skipped.message)
@@ -407,6 +414,7 @@ class PodWorker:
             working_dir=spec.get("workingDir") or None,
             log_path=log_path,
             termination_message_path=spec.get("terminationMessagePath"),
+            mounts=mounts,
         )
         try:
             instance = await self.node.runtime.start(container)

@@ -49,13 +49,15 @@ import logging
 import os
 import shutil
 import signal
+import subprocess
 import uuid
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Protocol
 
+from kubeling.agent import mountns
 from kubeling.agent.execprocess import ExecProcess, take_terminal
 from kubeling.agent.execprocess import exit_code as _exit_code
 from kubeling.agent.execprocess import signal_group as _signal_group
@@ -88,6 +90,9 @@ class ContainerSpec:
     working_dir: str | None
     log_path: Path
     termination_message_path: str | None = None
+    # (mountPath, host path, read only): bind-mounted in a private mount namespace when the
+    # agent runs as root (mountns.py); otherwise only the environment tells where they are.
+    mounts: tuple[tuple[str, str, bool], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -192,7 +197,12 @@ class ProcessRuntime:
             ) from err
         try:
             child = await _Child.spawn(
-                [program, *spec.argv[1:]], spec.argv[0], spec.env, spec.working_dir, stdin=False
+                [program, *spec.argv[1:]],
+                spec.argv[0],
+                spec.env,
+                spec.working_dir,
+                stdin=False,
+                preexec=mountns.binder(spec.mounts),
             )
         except ContainerStartError:
             writer.close()
@@ -312,8 +322,15 @@ class ProcessContainer:
     ) -> _Child:
         env = {**self.spec.env, **(env_extra or {})}
         program = resolve_program(argv, env, self.spec.working_dir)
+        join = mountns.joiner(self.pid) if self.spec.mounts and self.running else None
         return await _Child.spawn(
-            [program, *argv[1:]], argv[0], env, self.spec.working_dir, stdin=stdin, tty=tty
+            [program, *argv[1:]],
+            argv[0],
+            env,
+            self.spec.working_dir,
+            stdin=stdin,
+            tty=tty,
+            preexec=join,
         )
 
     async def _run(self) -> None:
@@ -427,6 +444,7 @@ class _Child:
         *,
         stdin: bool,
         tty: bool = False,
+        preexec: Callable[[], None] | None = None,
     ) -> _Child:
         loop = asyncio.get_running_loop()
         master = slave = None
@@ -446,9 +464,16 @@ class _Child:
                 env=env,
                 cwd=cwd,
                 start_new_session=True,
-                # Runs after setsid() and the dup2()s: the slave becomes the session's terminal.
-                preexec_fn=take_terminal if tty else None,
+                # Runs after setsid() and the dup2()s: the mounts are made, and the pty's slave
+                # becomes the session's terminal.
+                preexec_fn=mountns.chain(preexec, take_terminal if tty else None),
             )
+        except subprocess.SubprocessError as err:  # the preexec function failed
+            if master is not None:
+                os.close(master)
+            raise ContainerStartError(
+                "RunContainerError", f"cannot mount the volumes of {name!r}: {err}"
+            ) from err
         except OSError as err:  # raced with a change of the file system, or ENOEXEC
             if master is not None:
                 os.close(master)

@@ -274,7 +274,7 @@ def test_configmap_as_env_and_file_updates_the_file_in_place(
                 "valueFrom": {"configMapKeyRef": {"name": "settings", "key": "greeting"}},
             }
         ],
-        "volumeMounts": [{"name": "config", "mountPath": "/etc/config"}],
+        "volumeMounts": [{"name": "config", "mountPath": "/tmp/kubeling-tests/config"}],
     }
     volumes = [{"name": "config", "configMap": {"name": "settings"}}]
     kc.create_pod(ns, "cm", {"containers": [main], "volumes": volumes})
@@ -330,7 +330,7 @@ def test_secret_as_env_and_file_is_decoded(kc: AgentCluster, ns: str, tmp_path: 
         "env": [
             {"name": "VALUE", "valueFrom": {"secretKeyRef": {"name": "db", "key": "password"}}}
         ],
-        "volumeMounts": [{"name": "config", "mountPath": "/etc/secret"}],
+        "volumeMounts": [{"name": "config", "mountPath": "/tmp/kubeling-tests/secret"}],
     }
     volumes = [{"name": "config", "secret": {"secretName": "db"}}]
     kc.create_pod(ns, "secret", {"containers": [main], "volumes": volumes})
@@ -396,7 +396,7 @@ def test_init_containers_run_in_order_before_the_main_container(
         "import os, shutil, sys, time; "
         "shutil.copy(os.environ['KUBELING_VOLUME_WORK'] + '/log', sys.argv[1]); time.sleep(600)"
     )
-    mount = [{"name": "work", "mountPath": "/work"}]
+    mount = [{"name": "work", "mountPath": "/tmp/kubeling-tests/work"}]
     spec = {
         "initContainers": [
             {
