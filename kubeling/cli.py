@@ -211,6 +211,11 @@ async def _serve(
         server = cluster.server
         print(f"kubeling API server ready at {server.url}", flush=True)
         print(f"export KUBECONFIG={server.kubeconfig_path}", flush=True)
+        token_file = server.config.data_dir / "node-token"
+        print(
+            f"join a node: kubeling agent --server {server.url} --token-file {token_file}",
+            flush=True,
+        )
         if manifests:
             client = Client.from_kubeconfig(str(server.kubeconfig_path), user_agent="kubeling-up")
             try:

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ipaddress
 import logging
 import os
 import shutil
@@ -34,13 +33,13 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from kubeling.agent.node import NODE_ADDRESS, NodeHeartbeat, NodeIdentity
+from kubeling.agent.node import NODE_ADDRESS, NodeHeartbeat, NodeIdentity, PodIPs
 from kubeling.agent.podworker import PodWorker, pod_env_defaults
 from kubeling.agent.runtime import ContainerRuntime, ProcessRuntime
 from kubeling.agent.server import AgentServer
 from kubeling.agent.serving import self_signed_context, workers_lookup
 from kubeling.agent.volumes import PodVolumes
-from kubeling.api.kinds import REGISTRY, ResourceInfo
+from kubeling.api.kinds import REGISTRY
 from kubeling.client.cache import Object
 from kubeling.client.events import EventRecorder
 from kubeling.client.informer import Informer
@@ -50,17 +49,10 @@ from kubeling.util.clock import REAL_CLOCK, Clock
 log = logging.getLogger(__name__)
 
 
-def _info(group: str, plural: str) -> ResourceInfo:
-    info = REGISTRY.by_path(group, "v1", plural)
-    if info is None:  # pragma: no cover - the registry always serves these kinds
-        raise RuntimeError(f"{plural} are not registered")
-    return info
-
-
-PODS = _info("", "pods")
-CONFIGMAPS = _info("", "configmaps")
-SECRETS = _info("", "secrets")
-SERVICES = _info("", "services")
+PODS = REGISTRY.resource("", "v1", "pods")
+CONFIGMAPS = REGISTRY.resource("", "v1", "configmaps")
+SECRETS = REGISTRY.resource("", "v1", "secrets")
+SERVICES = REGISTRY.resource("", "v1", "services")
 
 
 class NodeAgent:
@@ -85,9 +77,7 @@ class NodeAgent:
         self.runtime: ContainerRuntime = runtime or ProcessRuntime()
         self.clock = clock
         self.pod_cidr = pod_cidr
-        network = ipaddress.ip_network(pod_cidr)
-        self._free = [str(ip) for ip in list(network.hosts())[1:]]
-        self._ips: dict[str, str] = {}
+        self.pod_ips = PodIPs(name, pod_cidr)
         self.identity = NodeIdentity(name=name, pod_cidr=pod_cidr, data_dir=data_dir)
         # The endpoint the API server reaches for `kubectl logs` and `exec`, authenticated
         # with the node credential (which the API server also knows).
@@ -220,24 +210,11 @@ class NodeAgent:
         return found
 
     def allocate_ip(self, pod: Mapping[str, Any]) -> str:
-        uid = str(pod["metadata"].get("uid"))
-        if uid in self._ips:
-            return self._ips[uid]
         recorded = str((pod.get("status") or {}).get("podIP") or "")
-        if recorded in self._free:
-            self._free.remove(recorded)
-            ip = recorded
-        elif self._free:
-            ip = self._free.pop(0)
-        else:
-            raise RuntimeError(f"node {self.node_name}: no pod IP left in {self.pod_cidr}")
-        self._ips[uid] = ip
-        return ip
+        return self.pod_ips.allocate(str(pod["metadata"].get("uid")), recorded)
 
     def release_ip(self, uid: str) -> None:
-        ip = self._ips.pop(uid, None)
-        if ip is not None:
-            self._free.append(ip)
+        self.pod_ips.release(uid)
 
     def base_env(self, pod: Mapping[str, Any], pod_ip: str) -> dict[str, str]:
         home = self.pods_dir / str(pod["metadata"].get("uid"))

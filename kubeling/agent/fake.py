@@ -46,47 +46,39 @@ import asyncio
 import contextlib
 import ipaddress
 import logging
-import platform
 import zlib
 from collections.abc import Iterator, Mapping
+from pathlib import Path
 from typing import Any
 
 import aiohttp
 
+from kubeling.agent.node import (
+    NODE_ADDRESS,
+    Lease,
+    NodeIdentity,
+    PodIPs,
+    node_status,
+    register,
+)
 from kubeling.api.errors import ApiError
-from kubeling.api.kinds import REGISTRY, ResourceInfo
+from kubeling.api.kinds import REGISTRY
 from kubeling.client.cache import object_key
 from kubeling.client.informer import Informer
 from kubeling.client.rest import Client, DeleteOptions, Object
 from kubeling.client.workqueue import ShutDown, WorkQueue
 from kubeling.util.clock import REAL_CLOCK, Clock
-from kubeling.util.timefmt import format_micro_time, now_rfc3339, utcnow
+from kubeling.util.timefmt import now_rfc3339
 
 log = logging.getLogger(__name__)
 
-KUBELET_VERSION = "v1.32.0-kubeling"
-NODE_ADDRESS = "127.0.0.1"
-LEASE_NAMESPACE = "kube-node-lease"
 FAKE_LABEL = "kubeling.dev/fake"
 POD_NETWORK = ipaddress.ip_network("127.128.0.0/9")
 FINISHED = ("Succeeded", "Failed")
 
 
-def _info(group: str, version: str, plural: str) -> ResourceInfo:
-    info = REGISTRY.by_path(group, version, plural)
-    if info is None:  # pragma: no cover - the registry always serves these kinds
-        raise RuntimeError(f"{group}/{version} {plural} are not registered")
-    return info
-
-
-PODS = _info("", "v1", "pods")
-NODES = _info("", "v1", "nodes")
-LEASES = _info("coordination.k8s.io", "v1", "leases")
-
-
-def _arch() -> str:
-    machine = platform.machine().lower()
-    return {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm"}.get(machine, machine)
+PODS = REGISTRY.resource("", "v1", "pods")
+NODES = REGISTRY.resource("", "v1", "nodes")
 
 
 def pod_cidr_for(index: int) -> str:
@@ -127,10 +119,7 @@ class FakeNode:
         self.renew_interval = renew_interval
         self.clock = clock
         self.pod_cidr = pod_cidr or default_pod_cidr(name)
-        network = ipaddress.ip_network(self.pod_cidr)
-        # .0 is the network, .1 the "gateway"; pods get the rest.
-        self._free = [str(ip) for ip in list(network.hosts())[1:]]
-        self._ips: dict[str, str] = {}  # pod uid -> IP
+        self.pod_ips = PodIPs(name, self.pod_cidr)
         self._first_seen: dict[str, float] = {}  # pod key -> clock time
         self._uids: dict[str, str] = {}  # pod key -> uid
         # A shared `informer` (FakeNodes') is started and stopped by its owner, who routes
@@ -142,7 +131,16 @@ class FakeNode:
         self.informer = informer
         self.queue: WorkQueue[str] = WorkQueue(f"fake-node {name}", clock=clock)
         self._node_uid = ""
-        self._lease: Object | None = None  # the Lease as last written, renewed without a GET
+        self.identity = NodeIdentity(
+            name=name,
+            pod_cidr=self.pod_cidr,
+            data_dir=Path("."),
+            labels={FAKE_LABEL: "true"},
+            pods=pods,
+            os_image="kubeling fake node",
+            capacity_override={"cpu": cpu, "memory": memory, "pods": str(pods)},
+        )
+        self._lease = Lease(client, name, lease_duration)
         self._tasks: list[asyncio.Task[None]] = []
         self.renewals = 0  # lease writes, for tests
         self.status_writes = 0  # pod status writes, for tests
@@ -181,141 +179,24 @@ class FakeNode:
     # -- the Node -----------------------------------------------------------------------------
 
     def labels(self) -> dict[str, str]:
-        return {
-            "kubernetes.io/hostname": self.name,
-            "kubernetes.io/os": "linux",
-            "kubernetes.io/arch": _arch(),
-            FAKE_LABEL: "true",
-        }
+        return self.identity.all_labels()
 
     def node_status(self, now: str, old: Mapping[str, Any] | None = None) -> Object:
         """The status written at registration (transition times kept from `old`)."""
-        capacity = {"cpu": self.cpu, "memory": self.memory, "pods": str(self.pods)}
-        previous = {c.get("type"): c for c in (old or {}).get("conditions") or []}
-
-        def condition(kind: str, status: str, reason: str, message: str) -> Object:
-            before = previous.get(kind) or {}
-            since = before.get("lastTransitionTime") if before.get("status") == status else None
-            return {
-                "type": kind,
-                "status": status,
-                "reason": reason,
-                "message": message,
-                "lastHeartbeatTime": now,
-                "lastTransitionTime": since or now,
-            }
-
-        return {
-            "capacity": dict(capacity),
-            "allocatable": dict(capacity),
-            "addresses": [
-                {"type": "InternalIP", "address": NODE_ADDRESS},
-                {"type": "Hostname", "address": self.name},
-            ],
-            # No endpoint: `kubectl logs` of a simulated pod gets a clear 400, not a refusal.
-            "daemonEndpoints": {"kubeletEndpoint": {"Port": 0}},
-            "nodeInfo": {
-                "architecture": _arch(),
-                "bootID": "",
-                "containerRuntimeVersion": "kubeling://0.1.0",
-                "kernelVersion": platform.release(),
-                "kubeProxyVersion": KUBELET_VERSION,
-                "kubeletVersion": KUBELET_VERSION,
-                "machineID": "",
-                "operatingSystem": "linux",
-                "osImage": "kubeling fake node",
-                "systemUUID": "",
-            },
-            "conditions": [
-                condition(
-                    "MemoryPressure",
-                    "False",
-                    "KubeletHasSufficientMemory",
-                    "kubelet has sufficient memory available",
-                ),
-                condition(
-                    "DiskPressure",
-                    "False",
-                    "KubeletHasNoDiskPressure",
-                    "kubelet has no disk pressure",
-                ),
-                condition(
-                    "PIDPressure",
-                    "False",
-                    "KubeletHasSufficientPID",
-                    "kubelet has sufficient PID available",
-                ),
-                condition("Ready", "True", "KubeletReady", "kubelet is posting ready status"),
-            ],
-        }
+        return node_status(self.identity, now, old)
 
     async def register(self) -> Object:
         """Create the Node, or update the existing one; then write its status."""
-        body: Object = {
-            "apiVersion": "v1",
-            "kind": "Node",
-            "metadata": {"name": self.name, "labels": self.labels()},
-            "spec": {"podCIDR": self.pod_cidr, "podCIDRs": [self.pod_cidr]},
-        }
-        try:
-            node = await self.client.create(NODES, body)
-        except ApiError as err:
-            if err.code != 409:
-                raise
-            node = await self.client.get(NODES, self.name)
-            node["metadata"]["labels"] = {**(node["metadata"].get("labels") or {}), **self.labels()}
-            spec = node.setdefault("spec", {})
-            spec.setdefault("podCIDR", self.pod_cidr)
-            spec.setdefault("podCIDRs", [spec["podCIDR"]])
-            node = await self.client.update(NODES, node)
-        node["status"] = self.node_status(now_rfc3339(), node.get("status"))
-        node = await self.client.update_status(NODES, node)
+        node = await register(self.client, self.identity)
         self._node_uid = str(node["metadata"].get("uid") or "")
+        self._lease.node_uid = self._node_uid
         return node
 
     # -- the Lease ----------------------------------------------------------------------------
 
     async def renew_lease(self) -> Object:
-        """Create or renew the Lease. As the kubelet's lease controller, the Lease last written
-        is kept and renewed with one PUT; only when that fails (409: someone else wrote it, 404:
-        it is gone) is it read again. A thousand nodes renewing every 10 s are 100 writes a
-        second; this halves the requests they cost."""
-        now = format_micro_time(utcnow())
-        spec = {
-            "holderIdentity": self.name,
-            "leaseDurationSeconds": self.lease_duration,
-            "renewTime": now,
-        }
-        latest, self._lease = self._lease, None
-        if latest is not None:
-            try:
-                renewed = {**latest, "spec": {**(latest.get("spec") or {}), **spec}}
-                lease = await self.client.update(LEASES, renewed, LEASE_NAMESPACE)
-            except ApiError as err:
-                if err.code not in (404, 409):
-                    raise
-            else:
-                self._lease = lease
-                self.renewals += 1
-                return lease
-        try:
-            lease = await self.client.get(LEASES, self.name, LEASE_NAMESPACE)
-        except ApiError as err:
-            if err.code != 404:
-                raise
-            meta: Object = {"name": self.name, "namespace": LEASE_NAMESPACE}
-            if self._node_uid:
-                meta["ownerReferences"] = [
-                    {"apiVersion": "v1", "kind": "Node", "name": self.name, "uid": self._node_uid}
-                ]
-            body = {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease", "metadata": meta}
-            lease = await self.client.create(
-                LEASES, {**body, "spec": {**spec, "acquireTime": now}}, LEASE_NAMESPACE
-            )
-        else:
-            lease["spec"] = {**(lease.get("spec") or {}), **spec}
-            lease = await self.client.update(LEASES, lease, LEASE_NAMESPACE)
-        self._lease = lease
+        """Create or renew the Lease (one PUT of the Lease last written; see node.Lease)."""
+        lease = await self._lease.renew()
         self.renewals += 1
         return lease
 
@@ -360,9 +241,7 @@ class FakeNode:
         self._first_seen.pop(key, None)
         uid = self._uids.pop(key, None)
         if uid is not None:
-            ip = self._ips.pop(uid, None)
-            if ip is not None:
-                self._free.append(ip)
+            self.pod_ips.release(uid)
 
     def _ip_for(self, key: str, pod: Mapping[str, Any]) -> str:
         uid = str(pod["metadata"].get("uid") or key)
@@ -371,19 +250,7 @@ class FakeNode:
             self._release(key)
             self._first_seen[key] = self.clock.now()
         self._uids[key] = uid
-        ip = self._ips.get(uid)
-        if ip is not None:
-            return ip
-        recorded = str((pod.get("status") or {}).get("podIP") or "")
-        if recorded in self._free:
-            self._free.remove(recorded)
-            ip = recorded
-        elif self._free:
-            ip = self._free.pop(0)
-        else:
-            raise RuntimeError(f"fake node {self.name}: no pod IP left in {self.pod_cidr}")
-        self._ips[uid] = ip
-        return ip
+        return self.pod_ips.allocate(uid, str((pod.get("status") or {}).get("podIP") or ""))
 
     async def sync_pod(self, key: str) -> None:
         pod = self.informer.cache.get(key)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import logging
 import os
 import platform
@@ -27,7 +28,7 @@ from typing import Any
 import aiohttp
 
 from kubeling.api.errors import ApiError
-from kubeling.api.kinds import REGISTRY, ResourceInfo
+from kubeling.api.kinds import REGISTRY
 from kubeling.client.rest import Client, Object
 from kubeling.util.clock import REAL_CLOCK, Clock
 from kubeling.util.timefmt import format_micro_time, now_rfc3339, utcnow
@@ -39,15 +40,8 @@ NODE_ADDRESS = "127.0.0.1"
 LEASE_NAMESPACE = "kube-node-lease"
 
 
-def _info(group: str, version: str, plural: str) -> ResourceInfo:
-    info = REGISTRY.by_path(group, version, plural)
-    if info is None:  # pragma: no cover - the registry always serves these kinds
-        raise RuntimeError(f"{group}/{version} {plural} are not registered")
-    return info
-
-
-NODES = _info("", "v1", "nodes")
-LEASES = _info("coordination.k8s.io", "v1", "leases")
+NODES = REGISTRY.resource("", "v1", "nodes")
+LEASES = REGISTRY.resource("coordination.k8s.io", "v1", "leases")
 
 
 def arch() -> str:
@@ -77,6 +71,7 @@ class NodeIdentity:
     pods: int = 110
     os_image: str = "kubeling node"
     agent_port: int = 0  # the agent's HTTPS endpoint (logs, exec); 0 when it has none
+    capacity_override: dict[str, str] | None = None  # what a simulated node claims to have
 
     def all_labels(self) -> dict[str, str]:
         return {
@@ -87,6 +82,8 @@ class NodeIdentity:
         }
 
     def capacity(self) -> dict[str, str]:
+        if self.capacity_override is not None:
+            return dict(self.capacity_override)
         disk = shutil.disk_usage(self.data_dir if self.data_dir.exists() else Path("/"))
         return {
             "cpu": str(os.cpu_count() or 1),
@@ -186,27 +183,84 @@ async def register(client: Client, identity: NodeIdentity) -> Object:
     return updated
 
 
-async def renew_lease(client: Client, name: str, node_uid: str, duration: int) -> Object:
-    now = format_micro_time(utcnow())
-    spec = {"holderIdentity": name, "leaseDurationSeconds": duration, "renewTime": now}
-    try:
-        lease = await client.get(LEASES, name, LEASE_NAMESPACE)
-    except ApiError as err:
-        if err.code != 404:
-            raise
-        meta: Object = {"name": name, "namespace": LEASE_NAMESPACE}
-        if node_uid:
-            meta["ownerReferences"] = [
-                {"apiVersion": "v1", "kind": "Node", "name": name, "uid": node_uid}
-            ]
-        body = {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease", "metadata": meta}
-        created: Object = await client.create(
-            LEASES, {**body, "spec": {**spec, "acquireTime": now}}, LEASE_NAMESPACE
-        )
-        return created
-    lease["spec"] = {**(lease.get("spec") or {}), **spec}
-    updated: Object = await client.update(LEASES, lease, LEASE_NAMESPACE)
-    return updated
+class PodIPs:
+    """A node's pod addresses: its pod CIDR but the network and `.1`, one per pod uid. A pod
+    keeps the address its status already records when that one is free (an agent restart)."""
+
+    def __init__(self, node: str, cidr: str) -> None:
+        self.node = node
+        self.cidr = cidr
+        self._free = [str(ip) for ip in list(ipaddress.ip_network(cidr).hosts())[1:]]
+        self._taken: dict[str, str] = {}  # pod uid -> IP
+
+    def allocate(self, uid: str, recorded: str = "") -> str:
+        ip = self._taken.get(uid)
+        if ip is not None:
+            return ip
+        if recorded in self._free:
+            self._free.remove(recorded)
+            ip = recorded
+        elif self._free:
+            ip = self._free.pop(0)
+        else:
+            raise RuntimeError(f"node {self.node}: no pod IP left in {self.cidr}")
+        self._taken[uid] = ip
+        return ip
+
+    def release(self, uid: str) -> None:
+        ip = self._taken.pop(uid, None)
+        if ip is not None:
+            self._free.append(ip)
+
+
+class Lease:
+    """A node's Lease in `kube-node-lease`, kept fresh. As the kubelet's lease controller, the
+    Lease last written is renewed with one PUT; only when that fails (409: someone else wrote
+    it, 404: it is gone) is it read again, or created. A thousand nodes renewing every 10 s are
+    100 writes a second; this halves the requests they cost."""
+
+    def __init__(self, client: Client, name: str, duration: int) -> None:
+        self.client = client
+        self.name = name
+        self.duration = duration
+        self.node_uid = ""  # the owner of a Lease created here
+        self._latest: Object | None = None
+
+    async def renew(self) -> Object:
+        now = format_micro_time(utcnow())
+        spec = {
+            "holderIdentity": self.name,
+            "leaseDurationSeconds": self.duration,
+            "renewTime": now,
+        }
+        latest, self._latest = self._latest, None
+        if latest is not None:
+            try:
+                renewed = {**latest, "spec": {**(latest.get("spec") or {}), **spec}}
+                self._latest = await self.client.update(LEASES, renewed, LEASE_NAMESPACE)
+                return self._latest
+            except ApiError as err:
+                if err.code not in (404, 409):
+                    raise
+        try:
+            lease = await self.client.get(LEASES, self.name, LEASE_NAMESPACE)
+        except ApiError as err:
+            if err.code != 404:
+                raise
+            meta: Object = {"name": self.name, "namespace": LEASE_NAMESPACE}
+            if self.node_uid:
+                meta["ownerReferences"] = [
+                    {"apiVersion": "v1", "kind": "Node", "name": self.name, "uid": self.node_uid}
+                ]
+            body = {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease", "metadata": meta}
+            lease = await self.client.create(
+                LEASES, {**body, "spec": {**spec, "acquireTime": now}}, LEASE_NAMESPACE
+            )
+        else:
+            lease["spec"] = {**(lease.get("spec") or {}), **spec}
+            lease = await self.client.update(LEASES, lease, LEASE_NAMESPACE)
+        self._latest = lease
+        return lease
 
 
 class NodeHeartbeat:
@@ -229,13 +283,13 @@ class NodeHeartbeat:
         self.status_interval = status_interval
         self.clock = clock
         self.node: Object = {}
+        self.lease = Lease(client, identity.name, lease_duration)
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         self.node = await register(self.client, self.identity)
-        await renew_lease(
-            self.client, self.identity.name, self.node["metadata"]["uid"], self.lease_duration
-        )
+        self.lease.node_uid = str(self.node["metadata"].get("uid") or "")
+        await self.lease.renew()
         self._task = asyncio.get_running_loop().create_task(self._beat())
 
     async def stop(self) -> None:
@@ -250,12 +304,7 @@ class NodeHeartbeat:
         while True:
             await self.clock.sleep(self.renew_interval)
             try:
-                await renew_lease(
-                    self.client,
-                    self.identity.name,
-                    self.node["metadata"]["uid"],
-                    self.lease_duration,
-                )
+                await self.lease.renew()
                 if self.clock.now() - last_status >= self.status_interval or not _ready(
                     await self.client.get(NODES, self.identity.name)
                 ):

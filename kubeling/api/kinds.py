@@ -233,6 +233,13 @@ class Registry:
     def by_path(self, group: str, version: str, plural: str) -> ResourceInfo | None:
         return self._by_path.get((group, version, plural))
 
+    def resource(self, group: str, version: str, plural: str) -> ResourceInfo:
+        """A resource this registry serves (for code that names one): LookupError if not."""
+        info = self._by_path.get((group, version, plural))
+        if info is None:
+            raise LookupError(f"no resource {plural} in {group or 'core'}/{version}")
+        return info
+
     def by_kind(self, group: str, version: str, kind: str) -> ResourceInfo | None:
         return self._by_kind.get((group, version, kind))
 

@@ -66,11 +66,17 @@ def by_namespace(obj: Mapping[str, Any]) -> list[str]:
     return [namespace] if namespace else []
 
 
-def by_controller_uid(obj: Mapping[str, Any]) -> list[str]:
+def controller_ref(obj: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    """The owner reference with `controller: true`, if any (there is at most one)."""
     for ref in (obj.get("metadata") or {}).get("ownerReferences") or []:
-        if ref.get("controller") and ref.get("uid"):
-            return [str(ref["uid"])]
-    return []
+        if ref.get("controller"):
+            return ref
+    return None
+
+
+def by_controller_uid(obj: Mapping[str, Any]) -> list[str]:
+    ref = controller_ref(obj)
+    return [str(ref["uid"])] if ref is not None and ref.get("uid") else []
 
 
 def by_node_name(obj: Mapping[str, Any]) -> list[str]:

@@ -19,7 +19,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from kubeling.api.errors import ApiError
-from kubeling.api.kinds import REGISTRY, ResourceInfo
+from kubeling.api.kinds import REGISTRY
 from kubeling.client.cache import Object, copy
 from kubeling.client.informer import Informer
 from kubeling.client.rest import Client
@@ -33,17 +33,9 @@ from kubeling.controllers.serviceendpoints import (
 )
 from kubeling.reconcile import Controller, Manager, Result
 
-
-def _info(group: str, plural: str) -> ResourceInfo:
-    info = REGISTRY.by_path(group, "v1", plural)
-    if info is None:  # pragma: no cover
-        raise RuntimeError(f"{plural} are not registered")
-    return info
-
-
-SERVICES = _info("", "services")
-PODS = _info("", "pods")
-ENDPOINTS = _info("", "endpoints")
+SERVICES = REGISTRY.resource("", "v1", "services")
+PODS = REGISTRY.resource("", "v1", "pods")
+ENDPOINTS = REGISTRY.resource("", "v1", "endpoints")
 
 
 def desired_subsets(service: Mapping[str, Any], pods: Iterable[Mapping[str, Any]]) -> list[Object]:

@@ -29,7 +29,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from kubeling.api.errors import ApiError
-from kubeling.api.kinds import REGISTRY, ResourceInfo
+from kubeling.api.kinds import REGISTRY
 from kubeling.client.cache import Object, copy
 from kubeling.client.informer import Informer
 from kubeling.client.rest import Client
@@ -52,16 +52,9 @@ MAX_PER_SLICE = 100
 SERVICE_INDEX = "service-name"
 
 
-def _info(group: str, plural: str) -> ResourceInfo:
-    info = REGISTRY.by_path(group, "v1", plural)
-    if info is None:  # pragma: no cover
-        raise RuntimeError(f"{plural} are not registered")
-    return info
-
-
-SERVICES = _info("", "services")
-PODS = _info("", "pods")
-SLICES = _info("discovery.k8s.io", "endpointslices")
+SERVICES = REGISTRY.resource("", "v1", "services")
+PODS = REGISTRY.resource("", "v1", "pods")
+SLICES = REGISTRY.resource("discovery.k8s.io", "v1", "endpointslices")
 
 
 def _by_service(obj: Mapping[str, Any]) -> list[str]:

@@ -31,7 +31,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from kubeling.api.errors import ApiError
-from kubeling.api.kinds import REGISTRY, ResourceInfo
+from kubeling.api.kinds import REGISTRY
 from kubeling.client.cache import Object, by_node_name, copy
 from kubeling.client.events import EventRecorder
 from kubeling.client.informer import Informer
@@ -47,16 +47,9 @@ NODE_INDEX = "spec.nodeName"
 DEFAULT_GRACE = 40.0
 
 
-def _info(group: str, plural: str) -> ResourceInfo:
-    info = REGISTRY.by_path(group, "v1", plural)
-    if info is None:  # pragma: no cover
-        raise RuntimeError(f"{plural} are not registered")
-    return info
-
-
-NODES = _info("", "nodes")
-PODS = _info("", "pods")
-LEASES = _info("coordination.k8s.io", "leases")
+NODES = REGISTRY.resource("", "v1", "nodes")
+PODS = REGISTRY.resource("", "v1", "pods")
+LEASES = REGISTRY.resource("coordination.k8s.io", "v1", "leases")
 
 
 def _time(text: Any) -> datetime | None:

@@ -37,9 +37,9 @@ from datetime import datetime
 from typing import Any
 
 from kubeling.api.errors import ApiError
-from kubeling.api.kinds import REGISTRY, ResourceInfo
+from kubeling.api.kinds import REGISTRY
 from kubeling.api.selectors import LabelSelector, selector_from_spec
-from kubeling.client.cache import Object, copy, object_key
+from kubeling.client.cache import Object, controller_ref, copy, object_key
 from kubeling.client.events import EventRecorder
 from kubeling.client.informer import Informer
 from kubeling.client.rest import Client
@@ -53,20 +53,6 @@ API_VERSION = "apps/v1"
 BURST_REPLICAS = 500
 COMPONENT = "replicaset-controller"
 _PHASE_RANK = {"Pending": 0, "Unknown": 1, "Running": 2}
-
-
-def _resource(group: str, version: str, plural: str) -> ResourceInfo:
-    info = REGISTRY.by_path(group, version, plural)
-    if info is None:
-        raise LookupError(f"no resource {group}/{version}/{plural}")
-    return info
-
-
-def controller_ref(obj: Mapping[str, Any]) -> Mapping[str, Any] | None:
-    for ref in (obj.get("metadata") or {}).get("ownerReferences") or []:
-        if ref.get("controller"):
-            return ref
-    return None
 
 
 def is_active(pod: Mapping[str, Any]) -> bool:
@@ -157,8 +143,8 @@ class ReplicaSetReconciler:
         self.expectations = expectations
         self.burst = burst
         self.wall = wall
-        self.pod_info = _resource("", "v1", "pods")
-        self.rs_info = _resource("apps", "v1", "replicasets")
+        self.pod_info = REGISTRY.resource("", "v1", "pods")
+        self.rs_info = REGISTRY.resource("apps", "v1", "replicasets")
 
     async def reconcile(self, key: str) -> Result:
         rs = self.replicasets.cache.get(key)
@@ -376,8 +362,8 @@ def replicaset_controller(
     Events go through `recorder` (a new one for `replicaset-controller` when None; the
     caller that passes one closes it).
     """
-    replicasets = manager.informers.informer(_resource("apps", "v1", "replicasets"))
-    pods = manager.informers.informer(_resource("", "v1", "pods"))
+    replicasets = manager.informers.informer(REGISTRY.resource("apps", "v1", "replicasets"))
+    pods = manager.informers.informer(REGISTRY.resource("", "v1", "pods"))
     expectations = Expectations(manager.clock)
     pods.add_handlers(*_expectations_handlers(expectations))
     reconciler = ReplicaSetReconciler(

@@ -31,7 +31,7 @@ import struct
 from collections.abc import Mapping
 from typing import Any, cast
 
-from kubeling.api.kinds import REGISTRY, ResourceInfo
+from kubeling.api.kinds import REGISTRY
 from kubeling.client.informer import Informer
 from kubeling.client.rest import Client
 from kubeling.network import dnswire
@@ -44,15 +44,8 @@ TTL = 5
 UDP_LIMIT = 512
 
 
-def _info(group: str, plural: str) -> ResourceInfo:
-    info = REGISTRY.by_path(group, "v1", plural)
-    if info is None:  # pragma: no cover
-        raise RuntimeError(f"{plural} are not registered")
-    return info
-
-
-SERVICES = _info("", "services")
-SLICES = _info("discovery.k8s.io", "endpointslices")
+SERVICES = REGISTRY.resource("", "v1", "services")
+SLICES = REGISTRY.resource("discovery.k8s.io", "v1", "endpointslices")
 
 
 class Resolver:

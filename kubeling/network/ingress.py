@@ -48,7 +48,7 @@ import aiohttp
 from aiohttp import web
 
 from kubeling.api.errors import ApiError
-from kubeling.api.kinds import REGISTRY, ResourceInfo
+from kubeling.api.kinds import REGISTRY
 from kubeling.client.cache import copy
 from kubeling.client.informer import Informer
 from kubeling.client.rest import Client
@@ -75,18 +75,11 @@ HOP_BY_HOP = frozenset(
 )
 
 
-def _info(group: str, version: str, plural: str) -> ResourceInfo:
-    info = REGISTRY.by_path(group, version, plural)
-    if info is None:  # pragma: no cover
-        raise RuntimeError(f"{plural} are not registered")
-    return info
-
-
-INGRESSES = _info("networking.k8s.io", "v1", "ingresses")
-CLASSES = _info("networking.k8s.io", "v1", "ingressclasses")
-SERVICES = _info("", "v1", "services")
-SLICES = _info("discovery.k8s.io", "v1", "endpointslices")
-SECRETS = _info("", "v1", "secrets")
+INGRESSES = REGISTRY.resource("networking.k8s.io", "v1", "ingresses")
+CLASSES = REGISTRY.resource("networking.k8s.io", "v1", "ingressclasses")
+SERVICES = REGISTRY.resource("", "v1", "services")
+SLICES = REGISTRY.resource("discovery.k8s.io", "v1", "endpointslices")
+SECRETS = REGISTRY.resource("", "v1", "secrets")
 
 
 @dataclass(frozen=True)

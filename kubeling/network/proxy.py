@@ -38,7 +38,7 @@ import socket
 import time
 from typing import Any, cast
 
-from kubeling.api.kinds import REGISTRY, ResourceInfo
+from kubeling.api.kinds import REGISTRY
 from kubeling.client.informer import Informer
 from kubeling.client.rest import Client
 from kubeling.network.servicetable import Backend, ListenKey, Route, service_table
@@ -49,15 +49,8 @@ CONNECT_TIMEOUT = 2.0
 UDP_IDLE = 30.0
 
 
-def _info(group: str, plural: str) -> ResourceInfo:
-    info = REGISTRY.by_path(group, "v1", plural)
-    if info is None:  # pragma: no cover
-        raise RuntimeError(f"{plural} are not registered")
-    return info
-
-
-SERVICES = _info("", "services")
-SLICES = _info("discovery.k8s.io", "endpointslices")
+SERVICES = REGISTRY.resource("", "v1", "services")
+SLICES = REGISTRY.resource("discovery.k8s.io", "v1", "endpointslices")
 
 
 class Balancer:

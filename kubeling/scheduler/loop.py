@@ -60,7 +60,7 @@ from typing import Any
 import aiohttp
 
 from kubeling.api.errors import ApiError
-from kubeling.api.kinds import REGISTRY, ResourceInfo
+from kubeling.api.kinds import REGISTRY
 from kubeling.client.cache import object_key
 from kubeling.client.events import NORMAL, WARNING, EventRecorder
 from kubeling.client.informer import Informer
@@ -86,15 +86,8 @@ from kubeling.util.timefmt import now_rfc3339
 log = logging.getLogger(__name__)
 
 
-def _info(plural: str) -> ResourceInfo:
-    info = REGISTRY.by_path("", "v1", plural)
-    if info is None:  # pragma: no cover - the registry always serves core kinds
-        raise RuntimeError(f"core/v1 {plural} are not registered")
-    return info
-
-
-PODS = _info("pods")
-NODES = _info("nodes")
+PODS = REGISTRY.resource("", "v1", "pods")
+NODES = REGISTRY.resource("", "v1", "nodes")
 
 # Bindings outstanding at once. kube-scheduler runs every binding cycle in its own goroutine,
 # bounded only by its client's QPS (scheduler_perf runs it at 5 000); here each one costs a

@@ -12,11 +12,11 @@ from typing import Any
 import pytest
 from kubernetes import client, watch
 
+from kubeling.api.kinds import REGISTRY
 from kubeling.client.events import EventRecorder
 from kubeling.client.informer import SharedInformerFactory
 from kubeling.client.rest import Client
 from kubeling.controllers.deployment import DeploymentReconciler
-from kubeling.controllers.deployment.controller import resource
 from kubeling.controllers.deployment.replicasets import HASH_LABEL, REVISION
 from kubeling.testing import TestCluster, wait_for
 
@@ -250,9 +250,9 @@ def test_reconciling_a_finished_rollout_again_writes_nothing(
         try:
             reconciler = DeploymentReconciler(
                 api,
-                informers.informer(resource("apps", "v1", "deployments")),
-                informers.informer(resource("apps", "v1", "replicasets")),
-                informers.informer(resource("", "v1", "pods")),
+                informers.informer(REGISTRY.resource("apps", "v1", "deployments")),
+                informers.informer(REGISTRY.resource("apps", "v1", "replicasets")),
+                informers.informer(REGISTRY.resource("", "v1", "pods")),
                 recorder,
             )
             informers.start()

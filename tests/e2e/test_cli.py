@@ -68,6 +68,11 @@ def test_up_prints_the_kubeconfig_export_and_stops_cleanly_on_sigint(tmp_path: P
         export = server.wait_for_line("export KUBECONFIG=")
         assert export == f"export KUBECONFIG={data_dir}/kubeconfig.yaml"
         assert server.lines[0].startswith("kubeling API server ready at https://127.0.0.1:")
+        join = server.wait_for_line("join a node: ")
+        assert join == (
+            f"join a node: kubeling agent --server https://127.0.0.1:{server.port}"
+            f" --token-file {data_dir}/node-token"
+        )
 
         assert _namespaces(server) == SYSTEM_NAMESPACES
 

@@ -17,8 +17,9 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from kubeling.api.kinds import REGISTRY
 from kubeling.api.selectors import selector_from_spec
-from kubeling.client.cache import by_controller_uid, object_key
+from kubeling.client.cache import by_controller_uid, controller_ref, object_key
 from kubeling.client.events import EventRecorder
 from kubeling.client.informer import Informer
 from kubeling.client.rest import Client
@@ -26,8 +27,6 @@ from kubeling.controllers.deployment.controller import (
     CONTROLLER_INDEX,
     KIND,
     DeploymentReconciler,
-    controller_ref,
-    resource,
 )
 from kubeling.reconcile import Controller, Manager
 
@@ -83,9 +82,9 @@ def deployment_controller(
     Events go through `recorder` (a new one for `deployment-controller` when None; the
     caller that passes one closes it).
     """
-    deployments = manager.informers.informer(resource("apps", "v1", "deployments"))
-    replicasets = manager.informers.informer(resource("apps", "v1", "replicasets"))
-    pods = manager.informers.informer(resource("", "v1", "pods"))
+    deployments = manager.informers.informer(REGISTRY.resource("apps", "v1", "deployments"))
+    replicasets = manager.informers.informer(REGISTRY.resource("apps", "v1", "replicasets"))
+    pods = manager.informers.informer(REGISTRY.resource("", "v1", "pods"))
     if not pods.cache.has_index(CONTROLLER_INDEX):
         pods.cache.add_indexer(CONTROLLER_INDEX, by_controller_uid)
     reconciler = DeploymentReconciler(

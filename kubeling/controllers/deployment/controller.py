@@ -35,9 +35,9 @@ from datetime import datetime
 from typing import Any
 
 from kubeling.api.errors import ApiError
-from kubeling.api.kinds import REGISTRY, ResourceInfo
+from kubeling.api.kinds import REGISTRY
 from kubeling.api.selectors import LabelSelector, selector_from_spec
-from kubeling.client.cache import Object, copy
+from kubeling.client.cache import Object, controller_ref, copy
 from kubeling.client.events import EventRecorder
 from kubeling.client.informer import Informer
 from kubeling.client.rest import Client
@@ -68,20 +68,6 @@ log = logging.getLogger(__name__)
 KIND = "Deployment"
 API_VERSION = "apps/v1"
 CONTROLLER_INDEX = "controller-uid"
-
-
-def resource(group: str, version: str, plural: str) -> ResourceInfo:
-    info = REGISTRY.by_path(group, version, plural)
-    if info is None:
-        raise LookupError(f"no resource {group}/{version}/{plural}")
-    return info
-
-
-def controller_ref(obj: Mapping[str, Any]) -> Mapping[str, Any] | None:
-    for ref in (obj.get("metadata") or {}).get("ownerReferences") or []:
-        if ref.get("controller"):
-            return ref
-    return None
 
 
 def owner_reference(deployment: Mapping[str, Any]) -> Object:
@@ -142,8 +128,8 @@ class DeploymentReconciler:
         self.pods = pods
         self.recorder = recorder
         self.wall = wall
-        self.deploy_info = resource("apps", "v1", "deployments")
-        self.rs_info = resource("apps", "v1", "replicasets")
+        self.deploy_info = REGISTRY.resource("apps", "v1", "deployments")
+        self.rs_info = REGISTRY.resource("apps", "v1", "replicasets")
 
     async def reconcile(self, key: str) -> Result:
         cached = self.deployments.cache.get(key)
