@@ -411,7 +411,10 @@ class PodWorker:
             name=record.name,
             argv=argv,
             env=dict(env),  # a plain dict: uvloop's subprocess_exec refuses a subclass
-            working_dir=spec.get("workingDir") or None,
+            # Absolute, so that a process entering the container's mount namespace (exec),
+            # which resets its directory, still starts where the container did. A relative
+            # workingDir is taken from the agent's own directory.
+            working_dir=os.path.abspath(spec.get("workingDir") or os.getcwd()),
             log_path=log_path,
             termination_message_path=spec.get("terminationMessagePath"),
             mounts=mounts,

@@ -54,6 +54,8 @@ def test_a_configmap_is_mounted_read_only_at_its_mount_path_only_inside_the_cont
         "name": "main",
         "image": "python",
         "command": [sys.executable, "-c", PROGRAM, mount_path, str(out)],
+        # Relative: taken from the agent's directory, and kept for exec in the namespace.
+        "workingDir": "tests",
         "volumeMounts": [{"name": "config", "mountPath": mount_path, "readOnly": True}],
     }
     volumes = [{"name": "config", "configMap": {"name": "settings"}}]
@@ -69,6 +71,8 @@ def test_a_configmap_is_mounted_read_only_at_its_mount_path_only_inside_the_cont
         wait_for(lambda: ready(kc.pod(ns, "reader")), timeout=30, message="ready")
         seen = kc.kubectl("exec", "reader", "-n", ns, "--", "cat", f"{mount_path}/greeting")
         assert seen.stdout == "hello"
+        where = kc.kubectl("exec", "reader", "-n", ns, "--", "pwd")
+        assert where.stdout.strip() == os.path.abspath("tests")
 
         kc.kubectl("patch", "configmap", "settings", "-n", ns, "-p", '{"data":{"greeting":"bye"}}')
         wait_for(
