@@ -14,6 +14,7 @@ from kubeling.agent.agent import NodeAgent
 from kubeling.agent.fake import pod_cidr_for
 from kubeling.apiserver.server import APIServer, ServerConfig
 from kubeling.client.events import EventRecorder
+from kubeling.client.kubeconfig import ClientConfig
 from kubeling.client.rest import Client
 from kubeling.controllers.deployment import deployment_controller
 from kubeling.controllers.endpoints import endpoints_controller
@@ -56,6 +57,7 @@ class Cluster:
         self.fake_node_count = fake_nodes
         self.fake_nodes: FakeNodes | None = None
         self.agents: list[NodeAgent] = []
+        self.node_client: Client | None = None
         self.client: Client | None = None
         self.manager: Manager | None = None
         self.scheduler: Scheduler | None = None
@@ -97,10 +99,21 @@ class Cluster:
         await self.scheduler.wait_synced(30)
         credentials = self.server.credentials
         assert credentials is not None  # the server has started
+        if self.node_count:
+            # Nodes authenticate as nodes (the join token's credential), not as the admin.
+            self.node_client = Client(
+                ClientConfig(
+                    server=self.server.url,
+                    ca_file=str(credentials.ca_cert),
+                    token=credentials.node_credential,
+                ),
+                user_agent="kubeling-agent",
+            )
         for index in range(self.node_count):
             name = node_name(index)
+            assert self.node_client is not None
             agent = NodeAgent(
-                self.client,
+                self.node_client,
                 name,
                 data_dir=self.server.config.data_dir / "nodes" / name,
                 pod_cidr=pod_cidr_for(index),
@@ -131,4 +144,6 @@ class Cluster:
             await recorder.close()
         if self.client is not None:
             await self.client.close()
+        if self.node_client is not None:
+            await self.node_client.close()
         await self.server.stop()
