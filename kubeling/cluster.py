@@ -25,6 +25,7 @@ from kubeling.controllers.namespace import namespace_controller
 from kubeling.controllers.nodelifecycle import node_lifecycle_controller
 from kubeling.controllers.podgc import podgc_controller
 from kubeling.controllers.replicaset import replicaset_controller
+from kubeling.network.dns import ClusterDNS, publish_kube_dns
 from kubeling.reconcile import Manager
 from kubeling.scheduler.loop import Scheduler
 
@@ -58,6 +59,7 @@ class Cluster:
         self.fake_nodes: FakeNodes | None = None
         self.agents: list[NodeAgent] = []
         self.node_client: Client | None = None
+        self.dns: ClusterDNS | None = None
         self.client: Client | None = None
         self.manager: Manager | None = None
         self.scheduler: Scheduler | None = None
@@ -109,6 +111,11 @@ class Cluster:
                 ),
                 user_agent="kubeling-agent",
             )
+        if self.node_count:
+            # Cluster DNS for the pods, published as kube-system/kube-dns like CoreDNS.
+            self.dns = ClusterDNS(self.client)
+            await self.dns.start()
+            await publish_kube_dns(self.client, self.dns.host, self.dns.port)
         for index in range(self.node_count):
             name = node_name(index)
             assert self.node_client is not None
@@ -136,6 +143,8 @@ class Cluster:
         self.agents.clear()
         if self.fake_nodes is not None:
             await self.fake_nodes.stop()
+        if self.dns is not None:
+            await self.dns.stop()
         if self.scheduler is not None:
             await self.scheduler.stop()
         if self.manager is not None:

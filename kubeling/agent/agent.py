@@ -44,6 +44,7 @@ from kubeling.client.cache import Object
 from kubeling.client.events import EventRecorder
 from kubeling.client.informer import Informer
 from kubeling.client.rest import Client
+from kubeling.network.proxy import ServiceProxy
 from kubeling.util.clock import REAL_CLOCK, Clock
 
 log = logging.getLogger(__name__)
@@ -68,6 +69,7 @@ class NodeAgent:
         lease_duration: int = 40,
         renew_interval: float = 10.0,
         endpoint_token: str = "",
+        proxy: bool = True,
     ) -> None:
         self.client = client
         self.node_name = name
@@ -89,6 +91,8 @@ class NodeAgent:
                 host=self.host_ip,
                 ssl_context=self_signed_context(data_dir / "tls"),
             )
+        # Every node serves the Services' addresses (ClusterIP, NodePort, load balancer).
+        self.proxy = ServiceProxy(client, node=name, node_ip=self.host_ip) if proxy else None
         self.heartbeat = NodeHeartbeat(
             client,
             self.identity,
@@ -116,6 +120,8 @@ class NodeAgent:
             await self.endpoint.start()
             self.identity.agent_port = self.endpoint.port
         await self.heartbeat.start()
+        if self.proxy is not None:
+            await self.proxy.start()
         for informer in (self.configmaps, self.secrets, self.service_informer):
             informer.start()
         self.configmaps.add_handlers(None, lambda _o, new: self._source_changed("configmap", new))
@@ -150,6 +156,8 @@ class NodeAgent:
         await self._disconnect()
 
     async def _disconnect(self) -> None:
+        if self.proxy is not None:
+            await self.proxy.stop()
         if self.endpoint is not None:
             await self.endpoint.stop()
         await self.heartbeat.stop()
