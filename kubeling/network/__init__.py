@@ -1,1 +1,1 @@
-"""Networking in every agent: the service proxy (and, to come, cluster DNS and Ingress)."""
+"""Networking for Services: the service proxy every node runs, cluster DNS and Ingress."""
