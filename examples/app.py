@@ -53,6 +53,9 @@ def warm() -> bool:
 
 
 class Handler(BaseHTTPRequestHandler):
+    # An idle kept-alive connection (proxies keep them) is dropped after this many seconds, so
+    # a drain never waits on a client that sends nothing more.
+    timeout = 5
     server_version = f"hello/{VERSION}"
 
     def do_GET(self) -> None:

@@ -35,6 +35,7 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 import socket
 import sys
@@ -105,6 +106,13 @@ def _parser() -> argparse.ArgumentParser:
         default=0,
         metavar="M",
         help="simulated nodes that run no processes (kwok-like; default 0)",
+    )
+    up.add_argument(
+        "--ingress-ports",
+        default="auto",
+        metavar="HTTP,HTTPS",
+        help="where the Ingress proxy listens (default 80,443 as root, else 8080,8443; 'none'"
+        " for no Ingress proxy)",
     )
     up.add_argument(
         "--lease-seconds",
@@ -202,8 +210,15 @@ async def _serve(
     fake_nodes: int = 0,
     manifests: list[Manifest] | None = None,
     lease_seconds: int = LOCAL_LEASE_DURATION,
+    ingress_ports: tuple[int, int] | None = None,
 ) -> None:
-    cluster = Cluster(config, nodes=nodes, fake_nodes=fake_nodes, node_lease_duration=lease_seconds)
+    cluster = Cluster(
+        config,
+        nodes=nodes,
+        fake_nodes=fake_nodes,
+        node_lease_duration=lease_seconds,
+        ingress_ports=ingress_ports,
+    )
     tasks: list[asyncio.Task[None]] = []
 
     async def started() -> None:
@@ -216,6 +231,13 @@ async def _serve(
             f"join a node: kubeling agent --server {server.url} --token-file {token_file}",
             flush=True,
         )
+        if cluster.ingress is not None:
+            ingress = cluster.ingress
+            print(
+                f"ingress at http://{ingress.host}:{ingress.http_port}/ and"
+                f" https://{ingress.host}:{ingress.https_port}/",
+                flush=True,
+            )
         if manifests:
             client = Client.from_kubeconfig(str(server.kubeconfig_path), user_agent="kubeling-up")
             try:
@@ -436,11 +458,29 @@ def _check_agent(args: argparse.Namespace) -> None:
         raise UsageError(f"agent: --server {args.server!r} must be an https:// (or http://) URL")
 
 
+def _ingress_ports(text: str) -> tuple[int, int] | None:
+    """`--ingress-ports`: "auto" (80,443 as root, else 8080,8443), "none", or "HTTP,HTTPS"."""
+    if text == "none":
+        return None
+    if text == "auto":
+        return (80, 443) if os.geteuid() == 0 else (8080, 8443)
+    try:
+        http_port, https_port = (int(p) for p in text.split(","))
+    except ValueError:
+        raise UsageError(
+            f"--ingress-ports {text!r}: give HTTP,HTTPS ports, 'auto' or 'none'"
+        ) from None
+    if not all(0 < p < 65536 for p in (http_port, https_port)):
+        raise UsageError(f"--ingress-ports {text!r}: ports go from 1 to 65535")
+    return http_port, https_port
+
+
 def _check(args: argparse.Namespace) -> None:
     """Refuse, before anything starts, what cannot work."""
     if getattr(args, "lease_seconds", 2) < 2:
         raise UsageError("--lease-seconds must be at least 2")
     if args.command == "up":
+        args.ingress = _ingress_ports(args.ingress_ports)
         if args.nodes < 0 or args.fake_nodes < 0:
             raise UsageError("--nodes and --fake-nodes must not be negative")
         try:
@@ -462,7 +502,14 @@ async def _run(args: argparse.Namespace) -> None:
         bind=getattr(args, "bind", "127.0.0.1"),
     )
     if args.command == "up":
-        await _serve(config, args.nodes, args.fake_nodes, args.manifests, args.lease_seconds)
+        await _serve(
+            config,
+            args.nodes,
+            args.fake_nodes,
+            args.manifests,
+            args.lease_seconds,
+            args.ingress,
+        )
     else:
         await _serve(config)
 

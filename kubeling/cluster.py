@@ -9,6 +9,8 @@ knows every part; the parts know only the API.
 
 from __future__ import annotations
 
+import logging
+
 from kubeling.agent import FakeNodes
 from kubeling.agent.agent import NodeAgent
 from kubeling.agent.fake import pod_cidr_for
@@ -26,8 +28,11 @@ from kubeling.controllers.nodelifecycle import node_lifecycle_controller
 from kubeling.controllers.podgc import podgc_controller
 from kubeling.controllers.replicaset import replicaset_controller
 from kubeling.network.dns import ClusterDNS, publish_kube_dns
+from kubeling.network.ingress import IngressProxy, ensure_default_ingress_class
 from kubeling.reconcile import Manager
 from kubeling.scheduler.loop import Scheduler
+
+log = logging.getLogger(__name__)
 
 # Local agents heartbeat often and are judged fast: on one machine a silent agent is dead, not
 # slow, and its pods should come back elsewhere within seconds (Kubernetes: 40 s, then 5 min).
@@ -50,6 +55,7 @@ class Cluster:
         nodes: int = 0,
         fake_nodes: int = 0,
         node_lease_duration: int = LOCAL_LEASE_DURATION,
+        ingress_ports: tuple[int, int] | None = None,
     ) -> None:
         self.server = APIServer(config)
         self.with_controllers = controllers
@@ -60,6 +66,8 @@ class Cluster:
         self.agents: list[NodeAgent] = []
         self.node_client: Client | None = None
         self.dns: ClusterDNS | None = None
+        self.ingress_ports = ingress_ports
+        self.ingress: IngressProxy | None = None
         self.client: Client | None = None
         self.manager: Manager | None = None
         self.scheduler: Scheduler | None = None
@@ -130,6 +138,8 @@ class Cluster:
             )
             await agent.start()
             self.agents.append(agent)
+        if self.ingress_ports is not None:
+            await self._start_ingress(*self.ingress_ports)
         if self.fake_node_count:
             self.fake_nodes = FakeNodes(
                 self.client, self.fake_node_count, first_index=self.node_count
@@ -137,7 +147,24 @@ class Cluster:
             await self.fake_nodes.start()
             await self.fake_nodes.wait_synced(30)
 
+    async def _start_ingress(self, http_port: int, https_port: int) -> None:
+        """The Ingress proxy on the node address, with the default IngressClass `kubeling`. A
+        port that cannot be had is a warning, not a failure: the rest of the cluster runs."""
+        assert self.client is not None
+        await ensure_default_ingress_class(self.client)
+        ingress = IngressProxy(self.client, http_port=http_port, https_port=https_port)
+        try:
+            await ingress.start()
+        except OSError as err:
+            await ingress.stop()
+            log.warning("no Ingress proxy: ports %s/%s: %s", http_port, https_port, err)
+            return
+        self.ingress = ingress
+
     async def stop(self) -> None:
+        if self.ingress is not None:
+            await self.ingress.stop()
+            self.ingress = None
         for agent in reversed(self.agents):
             await agent.stop()
         self.agents.clear()

@@ -210,6 +210,22 @@ class Endpoints:
         self._pools.clear()
 
 
+async def ensure_default_ingress_class(client: Client, name: str = "kubeling") -> None:
+    """The IngressClass this proxy serves, marked default (so Ingresses without a class are
+    served too), unless it exists already."""
+    body = {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "IngressClass",
+        "metadata": {"name": name, "annotations": {DEFAULT_CLASS_ANNOTATION: "true"}},
+        "spec": {"controller": CONTROLLER},
+    }
+    try:
+        await client.create(CLASSES, body)
+    except ApiError as err:
+        if err.reason != "AlreadyExists":
+            raise
+
+
 class IngressProxy:
     def __init__(
         self,

@@ -196,7 +196,7 @@ class TestCluster:
     def _start_process(self) -> None:
         port = self.config.get("port", 0)
         # `kubeling up` as a user runs it, with the nodes asked for and no others (`up` alone
-        # runs one real node).
+        # runs one real node), and no Ingress proxy on fixed ports that tests would share.
         cmd = [
             sys.executable,
             "-m",
@@ -210,6 +210,8 @@ class TestCluster:
             str(self.nodes),
             "--fake-nodes",
             str(self.fake_nodes),
+            "--ingress-ports",
+            "none",
         ]
         self._child = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=None, text=True)
         assert self._child.stdout is not None

@@ -92,8 +92,14 @@ class Child:
             raise AssertionError(message) from None
 
     def close(self) -> None:
+        """Stop the child: SIGTERM first, so that a cluster or agent stops its pods'
+        processes (SIGKILL would leave them running), then SIGKILL if it lingers."""
         if self.proc.poll() is None:
-            self.proc.kill()
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=STOP_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
         self.proc.wait(timeout=STOP_TIMEOUT)
         self._reader.join(timeout=STOP_TIMEOUT)
         if self.proc.stdout is not None:
