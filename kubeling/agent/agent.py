@@ -25,11 +25,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import shutil
 import signal
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -124,8 +125,10 @@ class NodeAgent:
             await self.proxy.start()
         for informer in (self.configmaps, self.secrets, self.service_informer):
             informer.start()
-        self.configmaps.add_handlers(None, lambda _o, new: self._source_changed("configmap", new))
-        self.secrets.add_handlers(None, lambda _o, new: self._source_changed("secret", new))
+        # Created (a pod waiting for it starts now) or changed (files are refreshed).
+        for informer, kind in ((self.configmaps, "configmap"), (self.secrets, "secret")):
+            changed = functools.partial(self._source_changed, kind)
+            informer.add_handlers(changed, functools.partial(_newer, changed))
         await asyncio.gather(
             *(i.wait_synced() for i in (self.configmaps, self.secrets, self.service_informer))
         )
@@ -232,6 +235,11 @@ class NodeAgent:
         path = self.pods_dir / uid / "pids" / container
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(str(pgid))
+
+
+def _newer(handle: Callable[[Object], None], _old: Object, new: Object) -> None:
+    """An update handler that looks at the new object only."""
+    handle(new)
 
 
 def kill_leftovers(pods_dir: Path) -> int:

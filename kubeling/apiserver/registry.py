@@ -458,117 +458,90 @@ class ObjectRegistry:
         missing: builtins.list[errors.Cause] | None = None,
         missing_state: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
-        """Read-modify-write one object; writers of the same object queue here."""
-        async with self._key_locks.hold(info.storage_key(namespace, name)):
-            return await self._write_locked(
-                info,
-                namespace,
-                name,
-                mutate,
-                opts,
-                subresource=subresource,
-                pinned=pinned,
-                pinned_from_result=pinned_from_result,
-                missing=missing,
-                missing_state=missing_state,
-            )
-
-    async def _write_locked(
-        self,
-        info: ResourceInfo,
-        namespace: str | None,
-        name: str,
-        mutate: Mutation,
-        opts: WriteOptions,
-        *,
-        subresource: str = "",
-        pinned: str = "",
-        pinned_from_result: bool = False,
-        missing: builtins.list[errors.Cause] | None = None,
-        missing_state: dict[str, Any] | None = None,
-    ) -> dict[str, Any]:
         key = info.storage_key(namespace, name)
-        # The first attempt reads the watch cache, not the store (Kubernetes' GuaranteedUpdate
-        # does the same with its cached object): the compare-and-swap below makes a stale
-        # read harmless, and every outcome a stale read could change (a conflict, "nothing to
-        # change", a version mismatch) is decided again from the store.
-        cached = None if opts.dry_run else self._cached(info, key)
-        for _attempt in range(_MAX_RETRIES + (cached is not None)):
-            from_cache, cached = cached, None
-            if from_cache is not None:
-                old, revision = from_cache
-            else:
-                kv = await self.store.get(key)
-                if kv is None:
-                    raise errors.not_found(info.qualified, name, info.group)
-                old, revision = decode_object(kv.value, kv.mod_revision), kv.mod_revision
-            view = objectmeta.deep_copy(from_storage(info, old))
-            new_view = mutate(view)
-            if pinned_from_result:
-                # A patch pins the version only if it names one other than the one it was
-                # applied to; otherwise a concurrent write just means patching again.
-                named = new_view.get("metadata", {}).get("resourceVersion") or ""
-                pinned = named if named != str(revision) else ""
-            if pinned and pinned != str(revision):
+        # Writers of one object queue here; the retries are for writers elsewhere.
+        async with self._key_locks.hold(key):
+            # The first attempt reads the watch cache, not the store (Kubernetes' GuaranteedUpdate
+            # does the same with its cached object): the compare-and-swap below makes a stale
+            # read harmless, and every outcome a stale read could change (a conflict, "nothing to
+            # change", a version mismatch) is decided again from the store.
+            cached = None if opts.dry_run else self._cached(info, key)
+            for _attempt in range(_MAX_RETRIES + (cached is not None)):
+                from_cache, cached = cached, None
                 if from_cache is not None:
-                    continue
-                raise errors.conflict(info.qualified, name, errors.STALE_OBJECT, info.group)
-            new = to_storage(info, new_view)
-            kind = storage_kind(info)
-            if info is SERVICES and subresource == "":
-                drop_type_dependent_fields(new.setdefault("spec", {}), old.get("spec") or {})
-            if subresource == "status":
-                new = objectmeta.prepare_status_update(new, old)
-            else:
-                wanted_status = new.get("status")
-                objectmeta.prepare_update(kind, new, old)
-                if subresource == "binding" and wanted_status is not None:
-                    # A binding sets spec.nodeName and the PodScheduled condition in one write.
-                    new["status"] = wanted_status
-            if subresource in ("status", "binding"):
-                # Only the status (and a binding's nodeName, which no default reads) is new.
-                objectmeta.default_status(kind, new)
-            else:
-                defaults.apply_defaults(kind, new)
-            if missing_state is not None:
-                missing = missing_state.get("missing")
-            self._validate(
-                kind, new, old, (missing or []) if subresource != "status" else [], subresource
-            )
-            if subresource not in ("status", "binding"):
-                self._allocate(info, new, old)
-            new["metadata"]["resourceVersion"] = old["metadata"]["resourceVersion"]
-            if new == old:
-                if from_cache is not None and not await self._current(key, revision):
-                    continue
-                return from_storage(info, old)
-            if opts.dry_run:
-                self._unallocate(info, new, old)
-                return from_storage(info, new)
-            if _finished_finalizing(new):
+                    old, revision = from_cache
+                else:
+                    kv = await self.store.get(key)
+                    if kv is None:
+                        raise errors.not_found(info.qualified, name, info.group)
+                    old, revision = decode_object(kv.value, kv.mod_revision), kv.mod_revision
+                view = objectmeta.deep_copy(from_storage(info, old))
+                new_view = mutate(view)
+                if pinned_from_result:
+                    # A patch pins the version only if it names one other than the one it was
+                    # applied to; otherwise a concurrent write just means patching again.
+                    named = new_view.get("metadata", {}).get("resourceVersion") or ""
+                    pinned = named if named != str(revision) else ""
+                if pinned and pinned != str(revision):
+                    if from_cache is not None:
+                        continue
+                    raise errors.conflict(info.qualified, name, errors.STALE_OBJECT, info.group)
+                new = to_storage(info, new_view)
+                kind = storage_kind(info)
+                if info is SERVICES and subresource == "":
+                    drop_type_dependent_fields(new.setdefault("spec", {}), old.get("spec") or {})
+                if subresource == "status":
+                    new = objectmeta.prepare_status_update(new, old)
+                else:
+                    wanted_status = new.get("status")
+                    objectmeta.prepare_update(kind, new, old)
+                    if subresource == "binding" and wanted_status is not None:
+                        # A binding sets spec.nodeName and the PodScheduled condition in one write.
+                        new["status"] = wanted_status
+                if subresource in ("status", "binding"):
+                    # Only the status (and a binding's nodeName, which no default reads) is new.
+                    objectmeta.default_status(kind, new)
+                else:
+                    defaults.apply_defaults(kind, new)
+                if missing_state is not None:
+                    missing = missing_state.get("missing")
+                self._validate(
+                    kind, new, old, (missing or []) if subresource != "status" else [], subresource
+                )
+                if subresource not in ("status", "binding"):
+                    self._allocate(info, new, old)
+                new["metadata"]["resourceVersion"] = old["metadata"]["resourceVersion"]
+                if new == old:
+                    if from_cache is not None and not await self._current(key, revision):
+                        continue
+                    return from_storage(info, old)
+                if opts.dry_run:
+                    self._unallocate(info, new, old)
+                    return from_storage(info, new)
+                if _finished_finalizing(new):
+                    try:
+                        return from_storage(info, await self._delete_now(info, key, new, revision))
+                    except _Retry:
+                        continue
                 try:
-                    return from_storage(info, await self._delete_now(info, key, new, revision))
-                except _Retry:
+                    written = await self.store.update(key, _encode(new), expected_revision=revision)
+                except Conflict:
+                    self._unallocate(info, new, old)
+                    if pinned and from_cache is None:
+                        raise errors.conflict(
+                            info.qualified, name, errors.STALE_OBJECT, info.group
+                        ) from None
                     continue
-            try:
-                written = await self.store.update(key, _encode(new), expected_revision=revision)
-            except Conflict:
-                self._unallocate(info, new, old)
-                if pinned and from_cache is None:
-                    raise errors.conflict(
-                        info.qualified, name, errors.STALE_OBJECT, info.group
-                    ) from None
-                continue
-            except KeyNotFound:
-                self._unallocate(info, new, old)
-                if from_cache is not None:
-                    continue
-                raise errors.not_found(info.qualified, name, info.group) from None
-            self._release_dropped(info, new, old)
-            return from_storage(info, _stored_at(new, written.mod_revision))
-        raise errors.ApiError(
-            409, "Conflict", f"too many concurrent writes to {info.qualified} {name!r}"
-        )
+                except KeyNotFound:
+                    self._unallocate(info, new, old)
+                    if from_cache is not None:
+                        continue
+                    raise errors.not_found(info.qualified, name, info.group) from None
+                self._release_dropped(info, new, old)
+                return from_storage(info, _stored_at(new, written.mod_revision))
+            raise errors.ApiError(
+                409, "Conflict", f"too many concurrent writes to {info.qualified} {name!r}"
+            )
 
     def _cached(self, info: ResourceInfo, key: str) -> tuple[dict[str, Any], int] | None:
         """A private copy of `key` from the watch cache and its revision, if it holds it."""
@@ -607,13 +580,13 @@ class ObjectRegistry:
         self, info: ResourceInfo, namespace: str | None, name: str, options: DeleteOptions
     ) -> tuple[dict[str, Any], bool]:
         """Delete or begin deleting; returns (object, deleted_now)."""
-        async with self._key_locks.hold(info.storage_key(namespace, name)):
-            return await self._delete_locked(info, namespace, name, options)
-
-    async def _delete_locked(
-        self, info: ResourceInfo, namespace: str | None, name: str, options: DeleteOptions
-    ) -> tuple[dict[str, Any], bool]:
         key = info.storage_key(namespace, name)
+        async with self._key_locks.hold(key):
+            return await self._delete_attempts(info, key, name, options)
+
+    async def _delete_attempts(
+        self, info: ResourceInfo, key: str, name: str, options: DeleteOptions
+    ) -> tuple[dict[str, Any], bool]:
         for _attempt in range(_MAX_RETRIES):
             kv = await self.store.get(key)
             if kv is None:

@@ -38,7 +38,7 @@ from kubeling.controllers.serviceendpoints import (
     pod_ports,
     selected_pods,
     selector_of,
-    service_key_of_pod_labels,
+    services_of_pod,
     target_ref,
 )
 from kubeling.reconcile import Controller, Expectations, Manager, Result
@@ -244,12 +244,6 @@ def endpointslice_controller(client: Client, manager: Manager) -> Controller:
     controller.watch(services)
     controller.watch(slices, _by_service)
 
-    def services_of_pod(pod: Mapping[str, Any]) -> list[str]:
-        meta = pod.get("metadata") or {}
-        return service_key_of_pod_labels(
-            services.cache.list(meta.get("namespace")), meta.get("labels")
-        )
-
-    controller.watch(pods, services_of_pod)
+    controller.watch(pods, services_of_pod(services))
     manager.add(controller)
     return controller

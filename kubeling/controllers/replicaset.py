@@ -32,18 +32,25 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
 
 from kubeling.api.errors import ApiError
 from kubeling.api.kinds import REGISTRY
 from kubeling.api.selectors import LabelSelector, selector_from_spec
-from kubeling.client.cache import Object, controller_ref, copy, object_key
+from kubeling.client.cache import Object, controller_ref, copy
 from kubeling.client.events import EventRecorder
 from kubeling.client.informer import Informer
 from kubeling.client.rest import Client
-from kubeling.reconcile import Controller, Expectations, Manager, Result, TerminalError
+from kubeling.reconcile import (
+    Controller,
+    Expectations,
+    Manager,
+    Result,
+    TerminalError,
+    owner_or_adopters,
+)
 from kubeling.util.timefmt import parse_time, utcnow
 
 log = logging.getLogger(__name__)
@@ -331,29 +338,6 @@ def _expectations_handlers(
     return on_add, on_update, on_delete
 
 
-def _pod_mapper(replicasets: Informer) -> Callable[[Mapping[str, Any]], Iterable[str]]:
-    """A pod → its controller ReplicaSet; an orphan → every ReplicaSet that would adopt it."""
-
-    def mapper(pod: Mapping[str, Any]) -> list[str]:
-        meta = pod.get("metadata") or {}
-        ref = controller_ref(pod)
-        if ref is not None:
-            if ref.get("kind") != KIND:
-                return []
-            return [f"{meta.get('namespace')}/{ref.get('name')}"]
-        keys = []
-        for rs in replicasets.cache.list(meta.get("namespace")):
-            try:
-                selector = selector_from_spec((rs.get("spec") or {}).get("selector"))
-            except ValueError:
-                continue
-            if not selector.empty and selector.matches(meta.get("labels")):
-                keys.append(object_key(rs))
-        return keys
-
-    return mapper
-
-
 def replicaset_controller(
     client: Client, manager: Manager, recorder: EventRecorder | None = None
 ) -> Controller:
@@ -375,6 +359,6 @@ def replicaset_controller(
     )
     controller = Controller("replicaset", reconciler)
     controller.watch(replicasets)
-    controller.watch(pods, _pod_mapper(replicasets))
+    controller.watch(pods, owner_or_adopters(KIND, replicasets))
     manager.add(controller)
     return controller

@@ -15,10 +15,11 @@ Shared by the EndpointSlice and Endpoints controllers, so both answer the same w
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from kubeling.api.selectors import LabelSelector, selector_from_spec
+from kubeling.client.informer import Informer
 
 Object = dict[str, Any]
 
@@ -99,14 +100,16 @@ def target_ref(pod: Mapping[str, Any]) -> Object:
     }
 
 
-def service_key_of_pod_labels(
-    services: Iterable[Mapping[str, Any]], labels: Mapping[str, str] | None
-) -> list[str]:
-    """Keys (`ns/name`) of the Services whose selector matches these pod labels."""
-    keys = []
-    for service in services:
-        selector = selector_of(service)
-        if selector is not None and selector.matches(labels):
-            meta = service["metadata"]
-            keys.append(f"{meta.get('namespace')}/{meta['name']}")
-    return keys
+def services_of_pod(services: Informer) -> Callable[[Mapping[str, Any]], list[str]]:
+    """A mapper: a pod → the keys (`ns/name`) of the Services whose selector matches it."""
+
+    def mapper(pod: Mapping[str, Any]) -> list[str]:
+        meta = pod.get("metadata") or {}
+        keys = []
+        for service in services.cache.list(meta.get("namespace")):
+            selector = selector_of(service)
+            if selector is not None and selector.matches(meta.get("labels")):
+                keys.append(f"{service['metadata'].get('namespace')}/{service['metadata']['name']}")
+        return keys
+
+    return mapper

@@ -4,7 +4,13 @@ See `controller` (the worker loop and its three outcomes), `expectations` (no se
 before the first is observed) and `manager` (informers and controllers started together).
 """
 
-from kubeling.reconcile.controller import Controller, Reconciler, own_key, owner_keys
+from kubeling.reconcile.controller import (
+    Controller,
+    Reconciler,
+    own_key,
+    owner_keys,
+    owner_or_adopters,
+)
 from kubeling.reconcile.expectations import Expectations
 from kubeling.reconcile.manager import Manager
 from kubeling.reconcile.result import Result, TerminalError
@@ -18,4 +24,5 @@ __all__ = [
     "TerminalError",
     "own_key",
     "owner_keys",
+    "owner_or_adopters",
 ]

@@ -35,7 +35,8 @@ from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from kubeling.client.cache import object_key
+from kubeling.api.selectors import selector_from_spec
+from kubeling.client.cache import controller_ref, object_key
 from kubeling.client.informer import Handlers, Informer
 from kubeling.client.workqueue import ShutDown, WorkQueue
 from kubeling.reconcile.result import Result, TerminalError
@@ -71,6 +72,30 @@ def owner_keys(kind: str) -> Mapper:
                 namespace = meta.get("namespace")
                 return [f"{namespace}/{ref['name']}" if namespace else str(ref["name"])]
         return []
+
+    return mapper
+
+
+def owner_or_adopters(kind: str, owners: Informer) -> Mapper:
+    """A mapper for dependants that are adopted by selector (pods of ReplicaSets, ReplicaSets
+    of Deployments): the key of the object's controller owner when it is a `kind`; for an
+    orphan, the key of every `kind` in its namespace whose `spec.selector` matches it (the
+    ones that would adopt it)."""
+
+    def mapper(obj: Mapping[str, Any]) -> list[str]:
+        meta = obj.get("metadata") or {}
+        ref = controller_ref(obj)
+        if ref is not None:
+            return [f"{meta.get('namespace')}/{ref.get('name')}"] if ref.get("kind") == kind else []
+        keys = []
+        for owner in owners.cache.list(meta.get("namespace")):
+            try:
+                selector = selector_from_spec((owner.get("spec") or {}).get("selector"))
+            except ValueError:
+                continue
+            if not selector.empty and selector.matches(meta.get("labels")):
+                keys.append(object_key(owner))
+        return keys
 
     return mapper
 

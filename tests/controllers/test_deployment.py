@@ -29,16 +29,6 @@ def cluster() -> Iterator[TestCluster]:
         yield c
 
 
-@pytest.fixture(scope="module")
-def apps(cluster: TestCluster) -> client.AppsV1Api:
-    return client.AppsV1Api(cluster.api_client())
-
-
-@pytest.fixture(scope="module")
-def core(cluster: TestCluster) -> client.CoreV1Api:
-    return client.CoreV1Api(cluster.api_client())
-
-
 @pytest.fixture
 def ns(core: client.CoreV1Api) -> str:
     name = f"d-{uuid.uuid4().hex[:8]}"

@@ -23,18 +23,8 @@ def cluster() -> Iterator[TestCluster]:
 
 
 @pytest.fixture(scope="module")
-def core(cluster: TestCluster) -> client.CoreV1Api:
-    return client.CoreV1Api(cluster.api_client())
-
-
-@pytest.fixture(scope="module")
 def discovery(cluster: TestCluster) -> client.DiscoveryV1Api:
     return client.DiscoveryV1Api(cluster.api_client())
-
-
-@pytest.fixture(scope="module")
-def apps(cluster: TestCluster) -> client.AppsV1Api:
-    return client.AppsV1Api(cluster.api_client())
 
 
 @pytest.fixture

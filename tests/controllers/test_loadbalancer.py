@@ -18,11 +18,6 @@ def cluster() -> Iterator[TestCluster]:
         yield c
 
 
-@pytest.fixture(scope="module")
-def core(cluster: TestCluster) -> client.CoreV1Api:
-    return client.CoreV1Api(cluster.api_client())
-
-
 def lb(name: str, **spec: Any) -> dict[str, Any]:
     return {
         "metadata": {"name": name},

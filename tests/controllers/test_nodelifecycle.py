@@ -4,7 +4,7 @@ its ReplicaSet pods come back on a live node; a bare pod does not come back."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -32,15 +32,6 @@ REPLICASETS = _info("apps", "replicasets")
 def cluster() -> Iterator[TestCluster]:
     with TestCluster(controllers=True) as c:
         yield c
-
-
-@pytest.fixture
-async def client(cluster: TestCluster) -> AsyncIterator[Client]:
-    api = Client.from_kubeconfig(str(cluster.kubeconfig), user_agent="kubeling-tests/nodes")
-    try:
-        yield api
-    finally:
-        await api.close()
 
 
 def _pod(name: str, node: str) -> dict[str, Any]:

@@ -40,22 +40,6 @@ def cluster() -> Iterator[TestCluster]:
 
 
 @pytest.fixture
-async def client(cluster: TestCluster) -> AsyncIterator[Client]:
-    api = Client.from_kubeconfig(str(cluster.kubeconfig), user_agent="kubeling-tests/rs")
-    try:
-        yield api
-    finally:
-        await api.close()
-
-
-@pytest.fixture
-async def ns(client: Client) -> str:
-    name = f"t-{uuid.uuid4().hex[:10]}"
-    await client.create(NAMESPACES, {"metadata": {"name": name}})
-    return name
-
-
-@pytest.fixture
 async def recorder(client: Client) -> AsyncIterator[EventRecorder]:
     events = EventRecorder(client, "replicaset-controller")
     try:

@@ -6,17 +6,13 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import queue
 import re
 import signal
 import subprocess
-import tempfile
-import threading
-import time
-from collections.abc import Callable
 from typing import Any
 
 import yaml
+from process_support import LineReader
 
 from kubeling.testing.cluster import TestCluster
 
@@ -87,64 +83,20 @@ class Kubectl:
             self.started.pop().kill()
 
 
-class WatchedProcess:
-    """A kubectl child in its own process group; its stdout is read by a thread, its
-    stderr goes to a file (a pipe nobody reads could fill up and block it).
+class WatchedProcess(LineReader):
+    """A kubectl child in its own process group.
 
     The machine's kubectl is a wrapper (the Cloud SDK dispatcher): the whole process group
     is killed when the test is done, whatever it started."""
 
     def __init__(self, cmd: list[str], env: dict[str, str]) -> None:
-        self._stderr = tempfile.TemporaryFile(mode="w+")  # noqa: SIM115 - closed in kill()
-        self.proc = subprocess.Popen(
-            cmd,
-            stdout=subprocess.PIPE,
-            stderr=self._stderr,
-            text=True,
-            env=env,
-            start_new_session=True,
-        )
-        self.lines: list[str] = []
-        self._queue: queue.Queue[str | None] = queue.Queue()
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-
-    def _read(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            self._queue.put(line.rstrip("\n"))
-        self._queue.put(None)
-
-    def wait_for_line(self, predicate: Callable[[str], bool], timeout: float = 30) -> str:
-        """The first new stdout line satisfying `predicate`; fails at the deadline."""
-        deadline = time.monotonic() + timeout
-        while True:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise AssertionError(f"no matching line within {timeout}s; saw {self.lines!r}")
-            try:
-                line = self._queue.get(timeout=remaining)
-            except queue.Empty:
-                continue
-            if line is None:
-                self._stderr.seek(0)
-                stderr = self._stderr.read()
-                raise AssertionError(
-                    f"kubectl exited ({self.proc.wait()}) before a matching line; "
-                    f"saw {self.lines!r}; stderr: {stderr}"
-                )
-            self.lines.append(line)
-            if predicate(line):
-                return line
+        super().__init__(cmd, env=env, new_session=True)
 
     def kill(self) -> None:
         with contextlib.suppress(ProcessLookupError):  # the whole group may be gone
             os.killpg(self.proc.pid, signal.SIGKILL)
         self.proc.wait(timeout=15)
-        self._reader.join(timeout=15)
-        if self.proc.stdout is not None:
-            self.proc.stdout.close()
-        self._stderr.close()
+        self._release()
 
 
 def columns(line: str) -> list[str]:

@@ -19,7 +19,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from kubeling.testing.cluster import pinned_kubectl
@@ -34,18 +34,27 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-class Child:
-    """`python -m kubeling <args>` as a child process. Its stdout is read line by line by a
-    thread; its stderr goes to a file (an unread pipe could fill)."""
+class LineReader:
+    """A child process whose stdout a thread reads line by line; its stderr goes to a file (a
+    pipe nobody reads could fill up and block it)."""
 
-    def __init__(self, *args: str, cwd: Path | None = None) -> None:
-        self._stderr = tempfile.TemporaryFile(mode="w+")  # noqa: SIM115 - closed in close()
+    def __init__(
+        self,
+        cmd: list[str],
+        *,
+        env: dict[str, str] | None = None,
+        cwd: Path | None = None,
+        new_session: bool = False,
+    ) -> None:
+        self._stderr = tempfile.TemporaryFile(mode="w+")  # noqa: SIM115 - closed by subclasses
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "kubeling", *args],
+            cmd,
             stdout=subprocess.PIPE,
             stderr=self._stderr,
             text=True,
+            env=env,
             cwd=cwd,
+            start_new_session=new_session,
         )
         self.lines: list[str] = []
         self._queue: queue.Queue[str | None] = queue.Queue()
@@ -62,25 +71,42 @@ class Child:
         self._stderr.seek(0)
         return self._stderr.read()
 
-    def wait_for_line(self, prefix: str, timeout: float = START_TIMEOUT) -> str:
-        """The first new stdout line starting with `prefix`; fails at the deadline."""
+    def wait_for_line(
+        self, wanted: str | Callable[[str], bool], timeout: float = START_TIMEOUT
+    ) -> str:
+        """The first new stdout line starting with `wanted` (or satisfying it, a predicate);
+        fails at the deadline or when the child exits first."""
+        matches = wanted if callable(wanted) else (lambda line: line.startswith(wanted))
         deadline = time.monotonic() + timeout
         while True:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                raise AssertionError(f"no line {prefix!r} within {timeout}s; saw {self.lines!r}")
+                raise AssertionError(f"no line {wanted!r} within {timeout}s; saw {self.lines!r}")
             try:
                 line = self._queue.get(timeout=remaining)
             except queue.Empty:
                 continue
             if line is None:
                 raise AssertionError(
-                    f"kubeling exited ({self.proc.wait()}) before printing {prefix!r}; "
+                    f"{self.proc.args[0]} exited ({self.proc.wait()}) before a line {wanted!r}; "
                     f"stdout {self.lines!r}; stderr:\n{self.stderr()}"
                 )
             self.lines.append(line)
-            if line.startswith(prefix):
+            if matches(line):
                 return line
+
+    def _release(self) -> None:
+        self._reader.join(timeout=STOP_TIMEOUT)
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
+        self._stderr.close()
+
+
+class Child(LineReader):
+    """`python -m kubeling <args>` as a child process."""
+
+    def __init__(self, *args: str, cwd: Path | None = None) -> None:
+        super().__init__([sys.executable, "-m", "kubeling", *args], cwd=cwd)
 
     def stop(self, sig: signal.Signals) -> int:
         """Send `sig` and return the exit code; fails if it takes longer than STOP_TIMEOUT."""
@@ -101,10 +127,7 @@ class Child:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
         self.proc.wait(timeout=STOP_TIMEOUT)
-        self._reader.join(timeout=STOP_TIMEOUT)
-        if self.proc.stdout is not None:
-            self.proc.stdout.close()
-        self._stderr.close()
+        self._release()
 
 
 class Kubeling(Child):

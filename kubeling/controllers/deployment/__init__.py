@@ -18,8 +18,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from kubeling.api.kinds import REGISTRY
-from kubeling.api.selectors import selector_from_spec
-from kubeling.client.cache import by_controller_uid, controller_ref, object_key
+from kubeling.client.cache import by_controller_uid, controller_ref
 from kubeling.client.events import EventRecorder
 from kubeling.client.informer import Informer
 from kubeling.client.rest import Client
@@ -28,33 +27,11 @@ from kubeling.controllers.deployment.controller import (
     KIND,
     DeploymentReconciler,
 )
-from kubeling.reconcile import Controller, Manager
+from kubeling.reconcile import Controller, Manager, owner_or_adopters
 
 COMPONENT = "deployment-controller"
 
 __all__ = ["COMPONENT", "DeploymentReconciler", "deployment_controller"]
-
-
-def _replicaset_mapper(deployments: Informer) -> Callable[[Mapping[str, Any]], list[str]]:
-    """A ReplicaSet → its controller Deployment; an orphan → every Deployment that would
-    adopt it."""
-
-    def mapper(rs: Mapping[str, Any]) -> list[str]:
-        meta = rs.get("metadata") or {}
-        ref = controller_ref(rs)
-        if ref is not None:
-            return [f"{meta.get('namespace')}/{ref.get('name')}"] if ref.get("kind") == KIND else []
-        keys = []
-        for d in deployments.cache.list(meta.get("namespace")):
-            try:
-                selector = selector_from_spec((d.get("spec") or {}).get("selector"))
-            except ValueError:
-                continue
-            if not selector.empty and selector.matches(meta.get("labels")):
-                keys.append(object_key(d))
-        return keys
-
-    return mapper
 
 
 def _pod_mapper(replicasets: Informer) -> Callable[[Mapping[str, Any]], list[str]]:
@@ -96,7 +73,7 @@ def deployment_controller(
     )
     controller = Controller("deployment", reconciler)
     controller.watch(deployments)
-    controller.watch(replicasets, _replicaset_mapper(deployments))
+    controller.watch(replicasets, owner_or_adopters(KIND, deployments))
     controller.watch(pods, _pod_mapper(replicasets), events=("delete",))
     manager.add(controller)
     return controller
