@@ -28,6 +28,7 @@ from kubeling.controllers.nodelifecycle import node_lifecycle_controller
 from kubeling.controllers.podgc import podgc_controller
 from kubeling.controllers.replicaset import replicaset_controller
 from kubeling.network.dns import ClusterDNS, publish_kube_dns
+from kubeling.network.drain import ProxyReport
 from kubeling.network.ingress import IngressProxy, ensure_default_ingress_class
 from kubeling.reconcile import Manager
 from kubeling.scheduler.loop import Scheduler
@@ -152,7 +153,12 @@ class Cluster:
         port that cannot be had is a warning, not a failure: the rest of the cluster runs."""
         assert self.client is not None
         await ensure_default_ingress_class(self.client)
-        ingress = IngressProxy(self.client, http_port=http_port, https_port=https_port)
+        ingress = IngressProxy(
+            self.client,
+            http_port=http_port,
+            https_port=https_port,
+            report=ProxyReport(self.client, "ingress", duration=self.node_lease_duration),
+        )
         try:
             await ingress.start()
         except OSError as err:

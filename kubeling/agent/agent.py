@@ -17,6 +17,9 @@ Contract:
   `<data-dir>/pods/<uid>/pids/<container>`. A starting agent kills the groups it finds there
   (a previous agent was killed and its processes outlived it) and removes the directories of
   pods no longer bound to it, so processes never run twice and a pod moved elsewhere stops here.
+* **Services**: the node's `ServiceProxy` serves every Service address and publishes what
+  it has applied; a deleted pod is stopped only once every proxy has stopped routing to it
+  (`network/drain.py`).
 * `stop()` stops every pod's containers (SIGTERM, then SIGKILL after their grace period) and
   the heartbeat; the Node and its Lease stay, for the node lifecycle controller to judge.
 """
@@ -45,6 +48,7 @@ from kubeling.client.cache import Object
 from kubeling.client.events import EventRecorder
 from kubeling.client.informer import Informer
 from kubeling.client.rest import Client
+from kubeling.network.drain import DrainGate, ProxyReport
 from kubeling.network.proxy import ServiceProxy
 from kubeling.util.clock import REAL_CLOCK, Clock
 
@@ -55,6 +59,7 @@ PODS = REGISTRY.resource("", "v1", "pods")
 CONFIGMAPS = REGISTRY.resource("", "v1", "configmaps")
 SECRETS = REGISTRY.resource("", "v1", "secrets")
 SERVICES = REGISTRY.resource("", "v1", "services")
+SLICES = REGISTRY.resource("discovery.k8s.io", "v1", "endpointslices")
 
 
 class NodeAgent:
@@ -93,7 +98,16 @@ class NodeAgent:
                 ssl_context=self_signed_context(data_dir / "tls"),
             )
         # Every node serves the Services' addresses (ClusterIP, NodePort, load balancer).
-        self.proxy = ServiceProxy(client, node=name, node_ip=self.host_ip) if proxy else None
+        self.proxy = (
+            ServiceProxy(
+                client,
+                node=name,
+                node_ip=self.host_ip,
+                report=ProxyReport(client, name, duration=lease_duration),
+            )
+            if proxy
+            else None
+        )
         self.heartbeat = NodeHeartbeat(
             client,
             self.identity,
@@ -106,6 +120,9 @@ class NodeAgent:
         self.configmaps = Informer(client, CONFIGMAPS, clock=clock)
         self.secrets = Informer(client, SECRETS, clock=clock)
         self.service_informer = Informer(client, SERVICES, clock=clock)
+        # A deleted pod's SIGTERM waits until no proxy routes to it (network/drain.py).
+        self.slices = self.proxy.slices if self.proxy is not None else Informer(client, SLICES)
+        self.drain = DrainGate(client, self.service_informer, self.slices)
         self.workers: dict[str, PodWorker] = {}  # pod uid -> worker
         self._started = False
 
@@ -123,14 +140,18 @@ class NodeAgent:
         await self.heartbeat.start()
         if self.proxy is not None:
             await self.proxy.start()
-        for informer in (self.configmaps, self.secrets, self.service_informer):
+        for informer in (self.configmaps, self.secrets, self.service_informer, self.slices):
             informer.start()
+        await self.drain.start()
         # Created (a pod waiting for it starts now) or changed (files are refreshed).
         for informer, kind in ((self.configmaps, "configmap"), (self.secrets, "secret")):
             changed = functools.partial(self._source_changed, kind)
             informer.add_handlers(changed, functools.partial(_newer, changed))
         await asyncio.gather(
-            *(i.wait_synced() for i in (self.configmaps, self.secrets, self.service_informer))
+            *(
+                i.wait_synced()
+                for i in (self.configmaps, self.secrets, self.service_informer, self.slices)
+            )
         )
         self.pods.add_handlers(
             self._pod_seen, lambda _old, new: self._pod_seen(new), self._pod_gone
@@ -164,8 +185,11 @@ class NodeAgent:
         if self.endpoint is not None:
             await self.endpoint.stop()
         await self.heartbeat.stop()
+        await self.drain.stop()
         for informer in (self.pods, self.configmaps, self.secrets, self.service_informer):
             await informer.stop()
+        if self.proxy is None:
+            await self.slices.stop()
         await self.recorder.close()
         self._started = False
 
@@ -230,6 +254,9 @@ class NodeAgent:
     def base_env(self, pod: Mapping[str, Any], pod_ip: str) -> dict[str, str]:
         home = self.pods_dir / str(pod["metadata"].get("uid"))
         return pod_env_defaults(pod, pod_ip, home)
+
+    async def wait_unrouted(self, pod: Mapping[str, Any], timeout: float) -> list[str]:
+        return await self.drain.wait(pod, timeout)
 
     def record_pid(self, uid: str, container: str, pgid: int) -> None:
         path = self.pods_dir / uid / "pids" / container

@@ -54,10 +54,11 @@ from typing import Any
 import aiohttp
 
 from kubeling.agent.node import (
+    LEASE_NAMESPACE,
     NODE_ADDRESS,
-    Lease,
     NodeIdentity,
     PodIPs,
+    node_owner,
     node_status,
     register,
 )
@@ -65,6 +66,7 @@ from kubeling.api.errors import ApiError
 from kubeling.api.kinds import REGISTRY
 from kubeling.client.cache import object_key
 from kubeling.client.informer import Informer
+from kubeling.client.lease import Lease
 from kubeling.client.rest import Client, DeleteOptions, Object
 from kubeling.client.workqueue import ShutDown, WorkQueue
 from kubeling.util.clock import REAL_CLOCK, Clock
@@ -130,7 +132,6 @@ class FakeNode:
             informer.add_handlers(self._enqueue, lambda _old, new: self._enqueue(new), self._gone)
         self.informer = informer
         self.queue: WorkQueue[str] = WorkQueue(f"fake-node {name}", clock=clock)
-        self._node_uid = ""
         self.identity = NodeIdentity(
             name=name,
             pod_cidr=self.pod_cidr,
@@ -140,7 +141,7 @@ class FakeNode:
             os_image="kubeling fake node",
             capacity_override={"cpu": cpu, "memory": memory, "pods": str(pods)},
         )
-        self._lease = Lease(client, name, lease_duration)
+        self._lease = Lease(client, name, lease_duration, namespace=LEASE_NAMESPACE)
         self._tasks: list[asyncio.Task[None]] = []
         self.renewals = 0  # lease writes, for tests
         self.status_writes = 0  # pod status writes, for tests
@@ -188,14 +189,13 @@ class FakeNode:
     async def register(self) -> Object:
         """Create the Node, or update the existing one; then write its status."""
         node = await register(self.client, self.identity)
-        self._node_uid = str(node["metadata"].get("uid") or "")
-        self._lease.node_uid = self._node_uid
+        self._lease.owner = node_owner(node)
         return node
 
     # -- the Lease ----------------------------------------------------------------------------
 
     async def renew_lease(self) -> Object:
-        """Create or renew the Lease (one PUT of the Lease last written; see node.Lease)."""
+        """Create or renew the Lease (one PUT of the Lease last written; see client.lease)."""
         lease = await self._lease.renew()
         self.renewals += 1
         return lease

@@ -29,9 +29,10 @@ import aiohttp
 
 from kubeling.api.errors import ApiError
 from kubeling.api.kinds import REGISTRY
+from kubeling.client.lease import Lease
 from kubeling.client.rest import Client, Object
 from kubeling.util.clock import REAL_CLOCK, Clock
-from kubeling.util.timefmt import format_micro_time, now_rfc3339, utcnow
+from kubeling.util.timefmt import now_rfc3339
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +42,6 @@ LEASE_NAMESPACE = "kube-node-lease"
 
 
 NODES = REGISTRY.resource("", "v1", "nodes")
-LEASES = REGISTRY.resource("coordination.k8s.io", "v1", "leases")
 
 
 def arch() -> str:
@@ -213,54 +213,10 @@ class PodIPs:
             self._free.append(ip)
 
 
-class Lease:
-    """A node's Lease in `kube-node-lease`, kept fresh. As the kubelet's lease controller, the
-    Lease last written is renewed with one PUT; only when that fails (409: someone else wrote
-    it, 404: it is gone) is it read again, or created. A thousand nodes renewing every 10 s are
-    100 writes a second; this halves the requests they cost."""
-
-    def __init__(self, client: Client, name: str, duration: int) -> None:
-        self.client = client
-        self.name = name
-        self.duration = duration
-        self.node_uid = ""  # the owner of a Lease created here
-        self._latest: Object | None = None
-
-    async def renew(self) -> Object:
-        now = format_micro_time(utcnow())
-        spec = {
-            "holderIdentity": self.name,
-            "leaseDurationSeconds": self.duration,
-            "renewTime": now,
-        }
-        latest, self._latest = self._latest, None
-        if latest is not None:
-            try:
-                renewed = {**latest, "spec": {**(latest.get("spec") or {}), **spec}}
-                self._latest = await self.client.update(LEASES, renewed, LEASE_NAMESPACE)
-                return self._latest
-            except ApiError as err:
-                if err.code not in (404, 409):
-                    raise
-        try:
-            lease = await self.client.get(LEASES, self.name, LEASE_NAMESPACE)
-        except ApiError as err:
-            if err.code != 404:
-                raise
-            meta: Object = {"name": self.name, "namespace": LEASE_NAMESPACE}
-            if self.node_uid:
-                meta["ownerReferences"] = [
-                    {"apiVersion": "v1", "kind": "Node", "name": self.name, "uid": self.node_uid}
-                ]
-            body = {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease", "metadata": meta}
-            lease = await self.client.create(
-                LEASES, {**body, "spec": {**spec, "acquireTime": now}}, LEASE_NAMESPACE
-            )
-        else:
-            lease["spec"] = {**(lease.get("spec") or {}), **spec}
-            lease = await self.client.update(LEASES, lease, LEASE_NAMESPACE)
-        self._latest = lease
-        return lease
+def node_owner(node: Mapping[str, Any]) -> Object:
+    """The ownerReference that ties a node's Lease to its Node (deleted with it)."""
+    meta = node["metadata"]
+    return {"apiVersion": "v1", "kind": "Node", "name": meta["name"], "uid": meta.get("uid", "")}
 
 
 class NodeHeartbeat:
@@ -283,12 +239,12 @@ class NodeHeartbeat:
         self.status_interval = status_interval
         self.clock = clock
         self.node: Object = {}
-        self.lease = Lease(client, identity.name, lease_duration)
+        self.lease = Lease(client, identity.name, lease_duration, namespace=LEASE_NAMESPACE)
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         self.node = await register(self.client, self.identity)
-        self.lease.node_uid = str(self.node["metadata"].get("uid") or "")
+        self.lease.owner = node_owner(self.node)
         await self.lease.renew()
         self._task = asyncio.get_running_loop().create_task(self._beat())
 

@@ -16,8 +16,10 @@ changed) runs `sync()`, which compares what runs with what the pod asks for and 
                 the container, which then restarts by the same policy)
     status      phase, conditions, `containerStatuses` and `initContainerStatuses`, written
                 through `pods/status` only when they changed
-    deletion    a pod with `deletionTimestamp`: preStop hooks, SIGTERM to each process group,
-                SIGKILL after the grace period, volumes removed, then the pod object deleted
+    deletion    a pod with `deletionTimestamp`: first a wait (at most half the grace period)
+                until no proxy routes to it any more (`network/drain.py`), then preStop
+                hooks, SIGTERM to each process group, SIGKILL after the rest of the grace
+                period, volumes removed, then the pod object deleted
 
 Phases, as Kubernetes defines them: `Pending` until every init container has succeeded and
 every container has started once; `Succeeded` when all containers exited 0 and none will
@@ -87,6 +89,7 @@ class NodeContext(Protocol):
     def release_ip(self, uid: str) -> None: ...
     def base_env(self, pod: Mapping[str, Any], pod_ip: str) -> dict[str, str]: ...
     def record_pid(self, uid: str, container: str, pgid: int) -> None: ...
+    async def wait_unrouted(self, pod: Mapping[str, Any], timeout: float) -> list[str]: ...
 
 
 @dataclass
@@ -597,6 +600,8 @@ class PodWorker:
         running = [r for r in records if r.running]
         for record in records:
             self._stop_probes(record)
+        if running and not self.gone and grace > 0:
+            grace -= await self._drain(grace / 2)
         if running:
             await asyncio.gather(*(self._stop_one(r, grace) for r in running))
         if self._timer is not None:
@@ -614,6 +619,21 @@ class PodWorker:
             except ApiError as err:
                 if err.code not in (404, 409):
                     raise
+
+    async def _drain(self, timeout: float) -> float:
+        """Wait until no proxy routes to this deleted pod; returns the seconds it took."""
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        lagging = await self.node.wait_unrouted(self.pod, timeout)
+        if lagging:
+            self.node.recorder.event(
+                self.pod,
+                "Warning",
+                "ProxiesLagging",
+                f"Stopping after {timeout:g}s although these proxies may still route here: "
+                + ", ".join(lagging),
+            )
+        return loop.time() - started
 
     async def _stop_one(self, record: ContainerRecord, grace: float) -> None:
         instance = record.instance

@@ -21,8 +21,11 @@ round robin, with `X-Forwarded-For`, `-Proto`, `-Host` and `-Port` added. A conn
 failure retries the next endpoint for idempotent methods (GET, HEAD, OPTIONS, PUT, DELETE);
 errors are answered with a short body: 503 when the Service has no ready endpoint, 502 when
 no endpoint could be reached, 504 when the backend did not answer in `timeout` seconds.
-Each endpoint has its own connection pool, closed when the endpoint stops being ready, so a
-terminating pod gets no new requests over kept-alive connections.
+Each endpoint has its own connection pool, retired when the endpoint stops being ready (no
+new request uses it; it closes once its requests in flight have finished), so a terminating
+pod gets no new requests over kept-alive connections. With a `report` (`drain.ProxyReport`)
+the EndpointSlice revision routing reflects is published, so that agents hold a deleted pod's
+SIGTERM until this proxy no longer sends it requests.
 
 TLS: `spec.tls` entries name Secrets (`tls.crt`, `tls.key`) for their hosts; the HTTPS
 listener picks the certificate by SNI. Each served Ingress gets
@@ -33,12 +36,13 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import itertools
 import logging
 import socket
 import ssl
 import tempfile
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from http import HTTPStatus
 from pathlib import Path
@@ -52,6 +56,7 @@ from kubeling.api.kinds import REGISTRY
 from kubeling.client.cache import copy
 from kubeling.client.informer import Informer
 from kubeling.client.rest import Client
+from kubeling.network.drain import ProxyReport, revision_of
 from kubeling.network.servicetable import Backend
 
 log = logging.getLogger(__name__)
@@ -149,6 +154,7 @@ class Endpoints:
         self.slices = slices
         self._turn = itertools.count()
         self._pools: dict[Backend, aiohttp.ClientSession] = {}
+        self._busy: dict[aiohttp.ClientSession, int] = {}  # requests in flight per pool
 
     def ready(self, target: Target) -> list[Backend]:
         service = self.services.cache.get(f"{target.namespace}/{target.service}")
@@ -200,14 +206,34 @@ class Endpoints:
             self._pools[backend] = session
         return session
 
+    @contextlib.asynccontextmanager
+    async def using(self, backend: Backend, timeout: float) -> AsyncIterator[aiohttp.ClientSession]:
+        """The endpoint's pool for one request; a pool retired meanwhile closes after it."""
+        session = self.pool(backend, timeout)
+        self._busy[session] = self._busy.get(session, 0) + 1
+        try:
+            yield session
+        finally:
+            left = self._busy[session] - 1
+            if left:
+                self._busy[session] = left
+            else:
+                del self._busy[session]
+                if self._pools.get(backend) is not session:
+                    await session.close()
+
     async def prune(self, live: set[Backend]) -> None:
+        """Retire the pools of endpoints no longer ready; idle ones close now."""
         for backend in [b for b in self._pools if b not in live]:
-            await self._pools.pop(backend).close()
+            session = self._pools.pop(backend)
+            if session not in self._busy:
+                await session.close()
 
     async def close(self) -> None:
-        for session in self._pools.values():
+        for session in [*self._pools.values(), *self._busy]:
             await session.close()
         self._pools.clear()
+        self._busy.clear()
 
 
 async def ensure_default_ingress_class(client: Client, name: str = "kubeling") -> None:
@@ -235,8 +261,10 @@ class IngressProxy:
         http_port: int = 8080,
         https_port: int | None = 8443,
         timeout: float = 60.0,
+        report: ProxyReport | None = None,
     ) -> None:
         self.client = client
+        self.report = report
         self.host = host
         self.http_port = http_port
         self.https_port = https_port
@@ -273,10 +301,17 @@ class IngressProxy:
             await web.SockSite(self._runner, secure, ssl_context=self._server_context()).start()
         for informer in (self.ingresses, self.classes):
             informer.add_handlers(self._changed, lambda _o, n: self._changed(n), None)
-        self.slices.add_handlers(self._slices_changed, lambda _o, n: self._slices_changed(n), None)
+        self.slices.add_handlers(
+            self._slices_changed, lambda _o, n: self._slices_changed(n), self._slices_changed
+        )
         self._changed(None)
+        if self.report is not None:
+            self.report.advance(revision_of(self.slices.resource_version))
+            await self.report.start()
 
     async def stop(self) -> None:
+        if self.report is not None:
+            await self.report.stop()
         if self._runner is not None:
             await self._runner.cleanup()
         await self.endpoints.close()
@@ -292,12 +327,15 @@ class IngressProxy:
     def _changed(self, _obj: Any) -> None:
         self._spawn(self._publish_status())
 
-    def _slices_changed(self, _obj: Any) -> None:
+    def _slices_changed(self, obj: Any) -> None:
+        """Requests are routed from the caches, so a slice change applies as it arrives."""
         live: set[Backend] = set()
         for ingress in self.served():
             for target in _targets(ingress):
                 live.update(self.endpoints.ready(target))
         self._spawn(self.endpoints.prune(live))
+        if self.report is not None:
+            self.report.advance(revision_of(obj["metadata"].get("resourceVersion")))
 
     # -- which Ingresses ----------------------------------------------------------------------
 
@@ -412,23 +450,23 @@ class IngressProxy:
             attempts = attempts[:1]
         for backend in attempts:
             url = f"http://{backend.ip}:{backend.port}{request.rel_url}"
-            session = self.endpoints.pool(backend, self.timeout)
-            try:
-                upstream = await session.request(
-                    request.method, url, headers=headers, data=body, allow_redirects=False
-                )
-            except (aiohttp.ClientConnectorError, aiohttp.ServerDisconnectedError):
-                continue
-            except TimeoutError:
-                return _error(504, f"{backend.ip}:{backend.port} did not answer in time")
-            except aiohttp.ClientError as err:
-                return _error(502, f"{backend.ip}:{backend.port}: {err}")
-            try:
-                return await _relay(request, upstream)
-            except TimeoutError:
-                return _error(504, f"{backend.ip}:{backend.port} did not answer in time")
-            finally:
-                upstream.release()
+            async with self.endpoints.using(backend, self.timeout) as session:
+                try:
+                    upstream = await session.request(
+                        request.method, url, headers=headers, data=body, allow_redirects=False
+                    )
+                except (aiohttp.ClientConnectorError, aiohttp.ServerDisconnectedError):
+                    continue
+                except TimeoutError:
+                    return _error(504, f"{backend.ip}:{backend.port} did not answer in time")
+                except aiohttp.ClientError as err:
+                    return _error(502, f"{backend.ip}:{backend.port}: {err}")
+                try:
+                    return await _relay(request, upstream)
+                except TimeoutError:
+                    return _error(504, f"{backend.ip}:{backend.port} did not answer in time")
+                finally:
+                    upstream.release()
         return _error(
             502, f"no endpoint of service {target.namespace}/{target.service} could be reached"
         )

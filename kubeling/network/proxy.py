@@ -10,9 +10,9 @@ Contract:
 * **What it serves** is `servicetable.service_table(...)` recomputed on every Service or
   EndpointSlice change (coalesced): listeners that appear are opened, those that disappear
   closed, and every listener's backends swapped in place, so a connection accepted after a
-  change already uses the new endpoints. `applied` counts the changes it has applied (and
-  `applied_revision` the newest resourceVersion among them), for callers that must know
-  when a change has reached the data path.
+  change already uses the new endpoints. `applied_revision` is the EndpointSlice watch
+  revision the listeners reflect; with a `report` (`drain.ProxyReport`) it is published, so
+  that agents hold a deleted pod's SIGTERM until this proxy no longer routes to it.
 * **TCP** (asyncio Protocols; DESIGN.md § 8): a connection is accepted, its reading paused,
   and a backend chosen — round robin over the ready endpoints, or by client address with
   `sessionAffinity: ClientIP`. If the backend refuses, the next one is tried (each once); with
@@ -41,6 +41,7 @@ from typing import Any, cast
 from kubeling.api.kinds import REGISTRY
 from kubeling.client.informer import Informer
 from kubeling.client.rest import Client
+from kubeling.network.drain import ProxyReport, revision_of
 from kubeling.network.servicetable import Backend, ListenKey, Route, service_table
 
 log = logging.getLogger(__name__)
@@ -332,20 +333,25 @@ class UdpListener(asyncio.DatagramProtocol):
 
 
 class ServiceProxy:
-    def __init__(self, client: Client, *, node: str, node_ip: str = "127.0.0.1") -> None:
+    def __init__(
+        self,
+        client: Client,
+        *,
+        node: str,
+        node_ip: str = "127.0.0.1",
+        report: ProxyReport | None = None,
+    ) -> None:
         self.client = client
+        self.report = report
         self.node = node
         self.node_ip = node_ip
         self.services = Informer(client, SERVICES)
         self.slices = Informer(client, SLICES)
         self.listeners: dict[ListenKey, TcpListener | UdpListener] = {}
-        self.applied = 0
         self.applied_revision = 0
         self.failed: dict[ListenKey, str] = {}
         self._dirty = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
-        self._changes = 0
-        self._newest = 0
 
     async def start(self) -> None:
         for informer in (self.services, self.slices):
@@ -353,6 +359,8 @@ class ServiceProxy:
             informer.start()
         await asyncio.gather(self.services.wait_synced(), self.slices.wait_synced())
         await self.sync()
+        if self.report is not None:
+            await self.report.start()
         self._task = asyncio.get_running_loop().create_task(self._loop())
 
     async def stop(self) -> None:
@@ -360,16 +368,15 @@ class ServiceProxy:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+        if self.report is not None:
+            await self.report.stop()
         for listener in self.listeners.values():
             await listener.close()
         self.listeners.clear()
         for informer in (self.services, self.slices):
             await informer.stop()
 
-    def _changed(self, obj: Any) -> None:
-        self._changes += 1
-        with contextlib.suppress(TypeError, ValueError, KeyError):
-            self._newest = max(self._newest, int(obj["metadata"]["resourceVersion"]))
+    def _changed(self, _obj: Any) -> None:
         self._dirty.set()
 
     async def _loop(self) -> None:
@@ -383,7 +390,7 @@ class ServiceProxy:
 
     async def sync(self) -> None:
         """Bring the listeners and their backends in line with the caches."""
-        changes, newest = self._changes, self._newest
+        revision = revision_of(self.slices.resource_version)
         table = service_table(
             self.services.cache.list(), self.slices.cache.list(), self.node, self.node_ip
         )
@@ -407,5 +414,6 @@ class ServiceProxy:
                 continue
             self.failed.pop(key, None)
             self.listeners[key] = created
-        self.applied = max(self.applied, changes)
-        self.applied_revision = max(self.applied_revision, newest)
+        self.applied_revision = max(self.applied_revision, revision)
+        if self.report is not None:
+            self.report.advance(self.applied_revision)

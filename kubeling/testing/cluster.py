@@ -32,6 +32,7 @@ from typing import Any, TypeVar
 
 from kubeling.apiserver.server import APIServer, ServerConfig
 from kubeling.cluster import Cluster
+from kubeling.network.ingress import IngressProxy
 
 T = TypeVar("T")
 
@@ -105,6 +106,7 @@ class TestCluster:
         controllers: bool = False,
         nodes: int = 0,
         fake_nodes: int = 0,
+        ingress: bool = False,
         kubectl: str | None = None,
         **config: Any,
     ) -> None:
@@ -119,6 +121,8 @@ class TestCluster:
         self.controllers = controllers or nodes > 0 or fake_nodes > 0
         self.nodes = nodes
         self.fake_nodes = fake_nodes
+        # Thread mode only: the Ingress proxy on free ports (`ingress_url`, `ingress_tls_url`).
+        self.ingress = ingress
         self._cluster: Cluster | None = None
         self.data_dir = Path(data_dir or tempfile.mkdtemp(prefix="kubeling-test-"))
         self.process = process
@@ -182,7 +186,11 @@ class TestCluster:
     def _start_thread(self) -> None:
         config = ServerConfig(data_dir=self.data_dir, port=0, **self.config)
         self._cluster = Cluster(
-            config, controllers=self.controllers, nodes=self.nodes, fake_nodes=self.fake_nodes
+            config,
+            controllers=self.controllers,
+            nodes=self.nodes,
+            fake_nodes=self.fake_nodes,
+            ingress_ports=(0, 0) if self.ingress else None,
         )
         self._server = self._cluster.server
         self._loop = asyncio.new_event_loop()
@@ -231,6 +239,19 @@ class TestCluster:
         if self._loop is None:
             raise RuntimeError("run() needs a thread-mode TestCluster")
         return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout=timeout)
+
+    @property
+    def ingress_url(self) -> str:
+        return f"http://127.0.0.1:{self._ingress().http_port}"
+
+    @property
+    def ingress_tls_url(self) -> str:
+        return f"https://127.0.0.1:{self._ingress().https_port}"
+
+    def _ingress(self) -> IngressProxy:
+        if self._cluster is None or self._cluster.ingress is None:
+            raise RuntimeError("the Ingress proxy runs only in TestCluster(ingress=True)")
+        return self._cluster.ingress
 
     @property
     def server(self) -> APIServer:
