@@ -23,7 +23,7 @@ from kubeling.api.kinds import REGISTRY
 from kubeling.client.cache import Object, copy
 from kubeling.client.informer import Informer
 from kubeling.client.rest import Client
-from kubeling.controllers.serviceendpoints import (
+from kubeling.network.serviceendpoints import (
     conditions,
     pod_ports,
     selected_pods,

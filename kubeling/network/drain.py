@@ -43,7 +43,7 @@ from kubeling.api.kinds import REGISTRY
 from kubeling.client.informer import Informer
 from kubeling.client.lease import LEASES, Lease
 from kubeling.client.rest import Client
-from kubeling.controllers.serviceendpoints import pod_ready, selector_of
+from kubeling.network.serviceendpoints import pod_ready, selector_of
 from kubeling.util.timefmt import parse_time, utcnow
 
 log = logging.getLogger(__name__)
