@@ -1,10 +1,11 @@
 """Decoding of Kubernetes protobuf request bodies into JSON-style objects.
 
-Why: `kubectl create configmap|secret|namespace|serviceaccount|service|deployment` uses the typed
+Why: `kubectl create configmap|secret|namespace|serviceaccount|service|deployment|ingress` uses the typed
 client, which POSTs `application/vnd.kubernetes.protobuf` and does not fall back to JSON on a 415.
 To serve those commands we read the few kinds they send; everything else in kubeling speaks JSON.
 The core/v1 tables live here; the apps/v1 ones (Deployment and the pod template it embeds) are in
-`protobuf_workloads`, built from the primitives below.
+`protobuf_workloads` and the networking/v1 Ingress in `protobuf_networking`, built from the
+primitives below.
 
 The body is the Kubernetes envelope: the magic `k8s\\x00`, then a `runtime.Unknown` message
 
@@ -417,9 +418,10 @@ def _table(api_version: str, kind: str) -> Message | None:
     The workload tables are imported here rather than at the top because they are built from
     this module's primitives; a top-level import either way round would be circular.
     """
-    from kubeling.api import protobuf_workloads
+    from kubeling.api import protobuf_networking, protobuf_workloads
 
-    return KINDS.get((api_version, kind)) or protobuf_workloads.KINDS.get((api_version, kind))
+    key = (api_version, kind)
+    return KINDS.get(key) or protobuf_workloads.KINDS.get(key) or protobuf_networking.KINDS.get(key)
 
 
 def decode(body: bytes) -> dict[str, Any]:

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import base64
+import json
 import re
 
 import pytest
@@ -74,6 +75,32 @@ def test_create_namespace(kubectl: Kubectl) -> None:
     assert out.strip() == f"namespace/{name} created"
     live = kubectl.get_json("namespace", name)
     assert live["status"]["phase"] == "Active"
+
+
+def test_create_ingress_with_rules_tls_class_and_default_backend(kubectl: Kubectl) -> None:
+    args = (
+        "create",
+        "ingress",
+        "shop",
+        "--class=kubeling",
+        "--rule=shop.example.com/cart*=cart:8080,tls=shop-cert",
+        "--rule=/exact=api:http",
+        "--default-backend=fallback:80",
+        "--annotation=team=web",
+    )
+    wanted = json.loads(kubectl(*args, "--dry-run=client", "-o", "json").stdout)
+
+    out = kubectl(*args).stdout
+
+    assert out.strip() == "ingress.networking.k8s.io/shop created"
+    live = kubectl.get_json("ingress", "shop")
+    assert live["spec"] == wanted["spec"]
+    assert live["spec"]["rules"][0]["http"]["paths"][0]["pathType"] == "Prefix"
+    assert live["spec"]["rules"][1]["http"]["paths"][0]["backend"]["service"]["port"] == {
+        "name": "http"
+    }
+    assert live["spec"]["tls"] == [{"hosts": ["shop.example.com"], "secretName": "shop-cert"}]
+    assert live["metadata"]["annotations"] == {"team": "web"}
 
 
 def test_run_creates_a_pod(kubectl: Kubectl) -> None:
