@@ -253,7 +253,14 @@ async def _serve(
                 print("no nodes (--nodes 0): the manifests' pods stay Pending", flush=True)
                 await client.close()
                 return
-            report = _report_when_ready(client, manifests, server.kubeconfig_path, real_nodes)
+            ingress_ports = (
+                (cluster.ingress.http_port, cluster.ingress.https_port)
+                if cluster.ingress is not None
+                else None
+            )
+            report = _report_when_ready(
+                client, manifests, server.kubeconfig_path, real_nodes, ingress_ports
+            )
             tasks.append(asyncio.get_running_loop().create_task(report))
 
     try:
@@ -286,12 +293,17 @@ def _pod_address(pod: Mapping[str, Any]) -> str:
 
 
 async def _report_when_ready(
-    client: Client, manifests: list[Manifest], kubeconfig: Path, real_nodes: set[str]
+    client: Client,
+    manifests: list[Manifest],
+    kubeconfig: Path,
+    real_nodes: set[str],
+    ingress_ports: tuple[int, int | None] | None,
 ) -> None:
     """Say where the applied manifests' pods answer once they are Ready: every pod of the
     namespaces they touched, once there are as many as their workloads and bare pods ask for
     (or after REPORT_TIMEOUT, with the ones not Ready marked). A pod on a simulated node has
-    an IP but nothing answers there: that is said instead."""
+    an IP but nothing answers there: that is said instead. Then where the applied Services
+    and Ingresses answer."""
     try:
         namespaces = sorted({m.namespace for m in manifests if m.namespace})
         wanted = sum(
@@ -324,9 +336,61 @@ async def _report_when_ready(
             where = _pod_address(pod) if real else f"{node} (simulated: no process answers)"
             meta = pod["metadata"]
             print(f"pod {meta['namespace']}/{meta['name']} {state} at {where}", flush=True)
+        for line in await _service_lines(client, manifests, ingress_ports, deadline):
+            print(line, flush=True)
         print(f"export KUBECONFIG={kubeconfig}  # then: kubectl get pods -o wide", flush=True)
     finally:
         await client.close()
+
+
+async def _service_lines(
+    client: Client,
+    manifests: list[Manifest],
+    ingress_ports: tuple[int, int | None] | None,
+    deadline: float,
+) -> list[str]:
+    """`service <ns>/<name> at ...` for each applied Service: its ClusterIP ports, NodePorts
+    and load-balancer address (once assigned, until `deadline`); `ingress <ns>/<name> at ...`
+    for each applied Ingress, as URLs of the Ingress proxy."""
+    lines = []
+    loop = asyncio.get_running_loop()
+    for manifest in manifests:
+        if manifest.info.kind == "Service":
+            while True:
+                service = await client.get(manifest.info, manifest.name, manifest.namespace)
+                spec, status = service.get("spec") or {}, service.get("status") or {}
+                balancers = [
+                    i["ip"] for i in (status.get("loadBalancer") or {}).get("ingress") or []
+                ]
+                waiting = spec.get("type") == "LoadBalancer" and not balancers
+                if not waiting or loop.time() >= deadline:
+                    break
+                await asyncio.sleep(0.2)
+            where = []
+            for port in spec.get("ports") or []:
+                if spec.get("clusterIP") not in (None, "", "None"):
+                    where.append(f"{spec['clusterIP']}:{port['port']}")
+                if port.get("nodePort"):
+                    where.append(f"node port {port['nodePort']}")
+                where += [f"load balancer {ip}:{port['port']}" for ip in balancers]
+            ref = f"{manifest.namespace}/{manifest.name}"
+            lines.append(f"service {ref} at {', '.join(where) or 'no address (headless)'}")
+        elif manifest.info.kind == "Ingress" and ingress_ports is not None:
+            urls = []
+            spec = manifest.obj.get("spec") or {}
+            tls_hosts = {h for t in spec.get("tls") or [] for h in t.get("hosts") or []}
+            for rule in spec.get("rules") or []:
+                host = rule.get("host") or "127.0.0.1"
+                for path in (rule.get("http") or {}).get("paths") or []:
+                    secure = host in tls_hosts and ingress_ports[1] is not None
+                    scheme, port = (
+                        ("https", ingress_ports[1]) if secure else ("http", ingress_ports[0])
+                    )
+                    urls.append(f"{scheme}://{host}:{port}{path.get('path') or '/'}")
+            if spec.get("defaultBackend") or not urls:
+                urls.append(f"http://127.0.0.1:{ingress_ports[0]}/")
+            lines.append(f"ingress {manifest.namespace}/{manifest.name} at {', '.join(urls)}")
+    return lines
 
 
 async def _fetch_trusted_ca(server: str, token: NodeToken) -> bytes:

@@ -133,8 +133,10 @@ class Child(LineReader):
 class Kubeling(Child):
     """`python -m kubeling <command> --data-dir D --port P` (a server) as a child process."""
 
-    def __init__(self, command: str, data_dir: Path, port: int, *extra: str) -> None:
-        super().__init__(command, "--data-dir", str(data_dir), "--port", str(port), *extra)
+    def __init__(
+        self, command: str, data_dir: Path, port: int, *extra: str, cwd: Path | None = None
+    ) -> None:
+        super().__init__(command, "--data-dir", str(data_dir), "--port", str(port), *extra, cwd=cwd)
         self.data_dir = data_dir
         self.port = port
 
