@@ -7,6 +7,9 @@ An HTTP server that behaves like a real service during a rollout:
 * **warms up** for `$WARMUP_SECONDS` (default 2): until then `/healthz` answers 503 and `/`
   answers 500, which is what a rollout without a readiness probe would send users to;
   afterwards `/healthz` is 200 and `/` greets with the pod's name, IP and version;
+* `/livez` answers 200 whenever the server answers at all, warm or not: the liveness check
+  asks only "is this process stuck?", so a pod that is still warming up (or whose readiness
+  fails for any other reason) is taken out of rotation, never restarted;
 * `/version` is `$VERSION`; `/config` is the content of `$CONFIG_FILE`, a file of a mounted
   ConfigMap (see `config_path`);
 * **drains on SIGTERM**: stops accepting connections, finishes the requests in flight, exits 0.
@@ -60,7 +63,9 @@ class Handler(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         path = self.path.split("?", 1)[0]
-        if path == "/healthz":
+        if path == "/livez":
+            self.reply(200, "ok\n")
+        elif path == "/healthz":
             if warm():
                 self.reply(200, "ok\n")
             else:

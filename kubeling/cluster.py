@@ -30,6 +30,7 @@ from kubeling.controllers.replicaset import replicaset_controller
 from kubeling.network.dns import ClusterDNS, publish_kube_dns
 from kubeling.network.drain import ProxyReport
 from kubeling.network.ingress import IngressProxy, ensure_default_ingress_class
+from kubeling.network.localservice import publish_kubernetes_service
 from kubeling.reconcile import Manager
 from kubeling.scheduler.loop import Scheduler
 
@@ -101,6 +102,11 @@ class Cluster:
         deployments = EventRecorder(self.client, "deployment-controller")
         self.recorders.append(deployments)
         deployment_controller(self.client, self.manager, deployments)
+        # The API server's own Service, default/kubernetes, as Kubernetes keeps it.
+        api_host = (
+            "127.0.0.1" if self.server.config.bind in ("0.0.0.0", "") else self.server.config.bind
+        )
+        await publish_kubernetes_service(self.client, api_host, self.server.port)
         endpointslice_controller(self.client, self.manager)
         endpoints_controller(self.client, self.manager)
         loadbalancer_controller(self.client, self.manager)

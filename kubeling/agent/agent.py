@@ -85,7 +85,7 @@ class NodeAgent:
         self.runtime: ContainerRuntime = runtime or ProcessRuntime()
         self.clock = clock
         self.pod_cidr = pod_cidr
-        self.pod_ips = PodIPs(name, pod_cidr)
+        self.pod_ips = PodIPs(name, pod_cidr, skip_busy=True)
         self.identity = NodeIdentity(name=name, pod_cidr=pod_cidr, data_dir=data_dir)
         # The endpoint the API server reaches for `kubectl logs` and `exec`, authenticated
         # with the node credential (which the API server also knows).

@@ -6,9 +6,15 @@ program reading `/etc/config/color` finds the ConfigMap's file there, as in Kube
 else sees those mounts. Without root (or off Linux) nothing is mounted and programs find their
 volumes through the `KUBELING_VOLUME_*` and `KUBELING_MOUNT_*` variables alone.
 
+The same namespace holds the pod's managed files (`managedfiles.py`): its own
+`/etc/hosts` and `/etc/resolv.conf`, bind-mounted over the host's (`replace`), first, so that a
+volume the pod mounts at the same path (or above it) wins, as in Kubernetes. The host's files
+themselves are never written.
+
 What it costs the host: a `mountPath` that does not exist yet is created as an empty directory
 (or, for a file `subPath`, an empty file): a bind mount needs a mount point, and creating it
-is visible outside the namespace. Nothing is ever mounted over `/`.
+is visible outside the namespace. A `replace` target is never created: when the host has no
+such file, that mount is skipped. Nothing is ever mounted over `/`.
 
 Processes started beside a container (`kubectl exec`, exec probes, hooks) enter the
 container's namespace (`setns`), so they see the same files.
@@ -65,17 +71,24 @@ def _mount(source: str | None, target: str, flags: int) -> None:
     _check(_LIBC.mount(encoded, target.encode(), None, flags, None), f"mount {target}")
 
 
-def binder(mounts: Sequence[Mount]) -> Callable[[], None] | None:
-    """A preexec function that makes the namespace and the mounts; None when not available
-    or nothing is to be mounted."""
-    wanted = [(os.path.normpath(t), h, ro) for t, h, ro in mounts if os.path.normpath(t) != "/"]
-    if not wanted or not available():
+def binder(mounts: Sequence[Mount], replace: Sequence[Mount] = ()) -> Callable[[], None] | None:
+    """A preexec function that makes the namespace and the mounts (`replace` first, and only
+    over files that exist); None when not available or nothing is to be mounted."""
+
+    def clean(given: Sequence[Mount]) -> list[Mount]:
+        return [(os.path.normpath(t), h, ro) for t, h, ro in given if os.path.normpath(t) != "/"]
+
+    wanted, over = clean(mounts), clean(replace)
+    if not (wanted or over) or not available():
         return None
 
     def bind() -> None:
         assert _LIBC is not None
         _check(_LIBC.unshare(CLONE_NEWNS), "unshare")
         _mount(None, "/", MS_REC | MS_PRIVATE)  # our mounts must not leak to the host
+        for target, host, read_only in over:
+            if os.path.exists(target):  # through a symlink, onto the file it names
+                _bind(host, target, read_only)
         for target, host, read_only in wanted:
             if os.path.isdir(host):
                 os.makedirs(target, exist_ok=True)
@@ -83,11 +96,15 @@ def binder(mounts: Sequence[Mount]) -> Callable[[], None] | None:
                 os.makedirs(os.path.dirname(target), exist_ok=True)
                 if not os.path.exists(target):
                     Path(target).touch()
-            _mount(host, target, MS_BIND | MS_REC)
-            if read_only:
-                _mount(None, target, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_REC)
+            _bind(host, target, read_only)
 
     return bind
+
+
+def _bind(host: str, target: str, read_only: bool) -> None:
+    _mount(host, target, MS_BIND | MS_REC)
+    if read_only:
+        _mount(None, target, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_REC)
 
 
 def joiner(pid: int) -> Callable[[], None] | None:

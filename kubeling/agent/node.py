@@ -185,11 +185,17 @@ async def register(client: Client, identity: NodeIdentity) -> Object:
 
 class PodIPs:
     """A node's pod addresses: its pod CIDR but the network and `.1`, one per pod uid. A pod
-    keeps the address its status already records when that one is free (an agent restart)."""
+    keeps the address its status already records when that one is free (an agent restart).
 
-    def __init__(self, node: str, cidr: str) -> None:
+    With `skip_busy` (real nodes), an address some process on this machine already listens
+    on (TCP) or is bound to (UDP) is passed over: a pod left running by another cluster, or by
+    an agent that was killed with another data dir, would otherwise make the new pod's server
+    fail with "address already in use"."""
+
+    def __init__(self, node: str, cidr: str, *, skip_busy: bool = False) -> None:
         self.node = node
         self.cidr = cidr
+        self.skip_busy = skip_busy
         self._free = [str(ip) for ip in list(ipaddress.ip_network(cidr).hosts())[1:]]
         self._taken: dict[str, str] = {}  # pod uid -> IP
 
@@ -201,7 +207,9 @@ class PodIPs:
             self._free.remove(recorded)
             ip = recorded
         elif self._free:
-            ip = self._free.pop(0)
+            busy = bound_addresses() if self.skip_busy else set()
+            ip = next((a for a in self._free if a not in busy), self._free[0])
+            self._free.remove(ip)
         else:
             raise RuntimeError(f"node {self.node}: no pod IP left in {self.cidr}")
         self._taken[uid] = ip
@@ -211,6 +219,24 @@ class PodIPs:
         ip = self._taken.pop(uid, None)
         if ip is not None:
             self._free.append(ip)
+
+
+def bound_addresses() -> set[str]:
+    """IPv4 addresses with a listening TCP socket or a bound UDP socket on this machine, from
+    /proc/net/{tcp,udp} (empty where those cannot be read)."""
+    found: set[str] = set()
+    for table, wanted_state in (("/proc/net/tcp", "0A"), ("/proc/net/udp", None)):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.split()
+            if len(fields) < 4 or (wanted_state and fields[3] != wanted_state):
+                continue
+            address = fields[1].split(":")[0]
+            found.add(str(ipaddress.IPv4Address(int(address, 16).to_bytes(4, "little"))))
+    return found
 
 
 def node_owner(node: Mapping[str, Any]) -> Object:

@@ -4,7 +4,10 @@ A `PodWorker` is one asyncio task per pod (the kubelet's pod worker). It is leve
 wake-up (the pod changed, a container exited, a probe flipped, a back-off ended, a ConfigMap
 changed) runs `sync()`, which compares what runs with what the pod asks for and closes the gap:
 
-    sandbox     a pod IP from the node's range, the pod directory, volumes as files
+    sandbox     a pod IP from the node's range, the pod directory, volumes as files, the
+                pod's own /etc/resolv.conf (from its dnsPolicy and dnsConfig) and /etc/hosts,
+                mounted over the host's in its containers where the agent can (root), see
+                `managedfiles.py`
     init        init containers one at a time, in order, each to a successful exit
     containers  every container started; an exited one restarted as `restartPolicy` says,
                 after the kubelet's back-off (none for the first restart, then 10 s doubling
@@ -40,6 +43,7 @@ from typing import Any, Protocol
 
 import aiohttp
 
+from kubeling.agent import managedfiles, resolvconf
 from kubeling.agent.envvars import EnvError, container_argv, container_env
 from kubeling.agent.probes import ContainerProbes, ProbeResult
 from kubeling.agent.runtime import (
@@ -144,6 +148,7 @@ class PodWorker:
         self.dir = node.pods_dir / self.uid
         self.pod_ip = ""
         self.volumes: PodVolumes | None = None
+        self.etc_files = managedfiles.ManagedFiles()  # the pod's /etc/hosts, /etc/resolv.conf
         self.sandbox_error = ""
         self.records: dict[str, ContainerRecord] = {}
         self.init_records: list[ContainerRecord] = []
@@ -305,15 +310,28 @@ class PodWorker:
                 host_ip=self.node.host_ip,
             )
             volumes.setup()
-        except VolumeError as err:
+            self.etc_files = self._write_etc_files()
+        except (VolumeError, OSError) as err:
+            reason = "FailedMount" if isinstance(err, VolumeError) else "FailedCreatePodSandBox"
             if err.args and str(err) != self.sandbox_error:
-                self.node.recorder.event(self.pod, "Warning", "FailedMount", str(err))
+                self.node.recorder.event(self.pod, "Warning", reason, str(err))
             self.sandbox_error = str(err)
             self._wake_after(2.0)
             return False
         self.sandbox_error = ""
         self.volumes = volumes
         return True
+
+    def _write_etc_files(self) -> managedfiles.ManagedFiles:
+        """The pod's own resolv.conf and hosts file (`managedfiles.py`), with what forming
+        them warned about (`MissingClusterDNS`, `DNSConfigForming`), once per sandbox as the
+        kubelet does."""
+        files, events = managedfiles.write(
+            self.dir, self.pod, self.pod_ip, self.node.services(resolvconf.DNS_SERVICE[0])
+        )
+        for reason, message in events:
+            self.node.recorder.event(self.pod, "Warning", reason, message)
+        return files
 
     # -- init containers ----------------------------------------------------------------------
 
@@ -390,6 +408,8 @@ class PodWorker:
                 base=self.node.base_env(pod, self.pod_ip),
             )
             env.update(self.volumes.env())
+            managed = self.etc_files.for_container(spec)
+            env.update(managedfiles.env(managed))
             env.update(self.volumes.mount_path_env(spec, env))
             read_only = {
                 m.get("mountPath"): bool(m.get("readOnly")) for m in spec.get("volumeMounts") or []
@@ -421,6 +441,7 @@ class PodWorker:
             log_path=log_path,
             termination_message_path=spec.get("terminationMessagePath"),
             mounts=mounts,
+            managed_files=managed,
         )
         try:
             instance = await self.node.runtime.start(container)

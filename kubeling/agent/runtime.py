@@ -14,6 +14,9 @@ Contract of `ProcessRuntime`:
   (`exec: "nope": executable file not found in $PATH`). The process starts in a new session
   (its own process group, no controlling terminal), with exactly `env`, stdin from
   `/dev/null`, and stdout/stderr through pipes into the CRI log file (`kubeling.agent.logs`).
+  As root on Linux it starts in a private mount namespace holding its volumes and the pod's
+  own `/etc/hosts` and `/etc/resolv.conf` (`mountns.py`); otherwise it sees the host's files
+  (said once in the log).
 * **Exit.** When the main process exits, every process left in its group is killed (SIGKILL),
   as the end of a container's PID namespace kills them in Kubernetes; then the pipes are
   drained into the log (at most `drain_timeout` seconds, for a process that left the group
@@ -93,6 +96,9 @@ class ContainerSpec:
     # (mountPath, host path, read only): bind-mounted in a private mount namespace when the
     # agent runs as root (mountns.py); otherwise only the environment tells where they are.
     mounts: tuple[tuple[str, str, bool], ...] = ()
+    # The same, for the pod's managed /etc/hosts and /etc/resolv.conf: mounted over the host's
+    # files in that namespace (never created where the host has none).
+    managed_files: tuple[tuple[str, str, bool], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -184,9 +190,18 @@ class ProcessRuntime:
         self.log_max_bytes = log_max_bytes
         self.log_max_files = log_max_files
         self.drain_timeout = drain_timeout
+        self._told_unmounted = False
 
     async def start(self, spec: ContainerSpec) -> ProcessContainer:
         program = resolve_program(spec.argv, spec.env, spec.working_dir)
+        bind = mountns.binder(spec.mounts, spec.managed_files)
+        if bind is None and spec.managed_files and not self._told_unmounted:
+            self._told_unmounted = True  # once: it holds for every pod of this agent
+            log.warning(
+                "containers keep the host's /etc/hosts and /etc/resolv.conf (so no cluster DNS "
+                "by name): mounting the pod's own needs root on Linux; their paths are in "
+                "$KUBELING_MOUNT_ETC_HOSTS and $KUBELING_MOUNT_ETC_RESOLV_CONF"
+            )
         try:
             writer = LogWriter(
                 spec.log_path, max_bytes=self.log_max_bytes, max_files=self.log_max_files
@@ -202,7 +217,7 @@ class ProcessRuntime:
                 spec.env,
                 spec.working_dir,
                 stdin=False,
-                preexec=mountns.binder(spec.mounts),
+                preexec=bind,
             )
         except ContainerStartError:
             writer.close()
@@ -322,7 +337,8 @@ class ProcessContainer:
     ) -> _Child:
         env = {**self.spec.env, **(env_extra or {})}
         program = resolve_program(argv, env, self.spec.working_dir)
-        join = mountns.joiner(self.pid) if self.spec.mounts and self.running else None
+        namespaced = self.spec.mounts or self.spec.managed_files
+        join = mountns.joiner(self.pid) if namespaced and self.running else None
         return await _Child.spawn(
             [program, *argv[1:]],
             argv[0],

@@ -1,11 +1,11 @@
 """Decoding of Kubernetes protobuf request bodies into JSON-style objects.
 
-Why: `kubectl create configmap|secret|namespace|serviceaccount|service|deployment|ingress` uses the typed
-client, which POSTs `application/vnd.kubernetes.protobuf` and does not fall back to JSON on a 415.
-To serve those commands we read the few kinds they send; everything else in kubeling speaks JSON.
-The core/v1 tables live here; the apps/v1 ones (Deployment and the pod template it embeds) are in
-`protobuf_workloads` and the networking/v1 Ingress in `protobuf_networking`, built from the
-primitives below.
+Why: `kubectl create configmap|secret|namespace|serviceaccount|service|deployment|ingress` uses
+the typed client, which POSTs `application/vnd.kubernetes.protobuf` and does not fall back to
+JSON on a 415. To serve those commands we read the few kinds they send; everything else in
+kubeling speaks JSON. The core/v1 tables live here; the apps/v1 ones (Deployment and the pod
+template it embeds) are in `protobuf_workloads` and the networking/v1 Ingress in
+`protobuf_networking`, built from the primitives below.
 
 The body is the Kubernetes envelope: the magic `k8s\\x00`, then a `runtime.Unknown` message
 

@@ -19,6 +19,7 @@ from kubeling.api.errors import Cause, invalid_value
 
 SERVICE_CIDR = "127.96.0.0/12"
 NODE_PORT_RANGE = (30000, 32767)
+KUBERNETES_SERVICE = "default/kubernetes"  # the API server's own Service
 
 
 class AllocationError(Exception):
@@ -55,18 +56,22 @@ class ServiceAllocator:
 
     # -- whole-service operations: all or nothing -------------------------------------------
 
-    def allocate(self, spec: dict[str, Any], old: dict[str, Any] | None = None) -> None:
+    def allocate(
+        self, spec: dict[str, Any], old: dict[str, Any] | None = None, owner: str = ""
+    ) -> None:
         """Fill in `clusterIP(s)` and `nodePort`s of `spec` in place, reserving them.
 
         `old` is the stored spec on update: what it already holds stays reserved to it.
-        Raises AllocationError, leaving nothing reserved, when a request cannot be met.
+        `owner` (`namespace/name`) may ask for the range's first address only when it is
+        `default/kubernetes`. Raises AllocationError, leaving nothing reserved, when a request
+        cannot be met.
         """
         old = old or {}
         taken_ips: list[str] = []
         taken_ports: list[int] = []
         try:
             if spec.get("type") != "ExternalName":
-                self._allocate_ip(spec, old, taken_ips)
+                self._allocate_ip(spec, old, taken_ips, owner == KUBERNETES_SERVICE)
             keep = set(_node_ports(old))
             for index, port in enumerate(spec.get("ports") or []):
                 wanted = port.get("nodePort")
@@ -98,7 +103,9 @@ class ServiceAllocator:
 
     # -- single values ----------------------------------------------------------------------
 
-    def _allocate_ip(self, spec: dict[str, Any], old: dict[str, Any], taken: list[str]) -> None:
+    def _allocate_ip(
+        self, spec: dict[str, Any], old: dict[str, Any], taken: list[str], master: bool
+    ) -> None:
         if old.get("clusterIP"):
             spec.setdefault("clusterIP", old["clusterIP"])
             spec.setdefault("clusterIPs", old.get("clusterIPs") or [old["clusterIP"]])
@@ -123,7 +130,7 @@ class ServiceAllocator:
                         f"valid range. The range of valid IPs is {self.network}",
                     )
                 )
-            if wanted in self.used_ips:
+            if wanted in self.used_ips and not (master and wanted == self.kubernetes_service_ip):
                 raise AllocationError(
                     invalid_value(
                         "spec.clusterIPs[0]",

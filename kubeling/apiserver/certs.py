@@ -44,6 +44,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 _VALIDITY = datetime.timedelta(days=3650)
 
 NODE_TOKEN_PREFIX = "K10"
+KUBERNETES_SERVICE_IP = "127.96.0.1"  # default/kubernetes: pods verify the API server by it
 NODE_USER = "node"  # the user part of a node token's credential
 NODE_USER_NAME = "system:node"  # who a node credential authenticates as
 
@@ -198,6 +199,7 @@ def _sans(hosts: list[str]) -> list[x509.GeneralName]:
         "kubernetes.default",
         "kubernetes.default.svc",
         "kubernetes.default.svc.cluster.local",
+        KUBERNETES_SERVICE_IP,
         *hosts,
     ]:
         if not host or host in seen or host in ("0.0.0.0", "::"):

@@ -32,7 +32,7 @@ from kubeling.api.kinds import REGISTRY, ResourceInfo
 from kubeling.api.prune import prune_unknown
 from kubeling.api.schema import kind_schema
 from kubeling.api.selectors import EVERYTHING, FieldSelector, LabelSelector
-from kubeling.apiserver import objectmeta
+from kubeling.apiserver import objectmeta, pitfalls
 from kubeling.apiserver.allocators import (
     AllocationError,
     ServiceAllocator,
@@ -111,6 +111,7 @@ class ObjectRegistry:
         # collector runs to remove them; without one they would block every delete forever.
         self.gc_enabled = gc_enabled
         self._key_locks = KeyedLock()
+        self._neighbours = pitfalls.CachedNeighbours(caches)
 
     # -- reads --------------------------------------------------------------------------------
 
@@ -328,6 +329,7 @@ class ObjectRegistry:
         defaults.apply_defaults(kind, stored)
         self._validate(kind, stored, None, missing)
         self._allocate(info, stored, None)
+        opts.warnings.extend(pitfalls.warnings(kind, stored, None, self._neighbours))
         if opts.dry_run:
             self._unallocate(info, stored, None)
             return from_storage(info, stored)
@@ -515,8 +517,11 @@ class ObjectRegistry:
                     if from_cache is not None and not await self._current(key, revision):
                         continue
                     return from_storage(info, old)
+                # Warnings of a write that is retried come from its last attempt only.
+                found = [] if subresource else pitfalls.warnings(kind, new, old, self._neighbours)
                 if opts.dry_run:
                     self._unallocate(info, new, old)
+                    opts.warnings.extend(found)
                     return from_storage(info, new)
                 if _finished_finalizing(new):
                     try:
@@ -538,6 +543,7 @@ class ObjectRegistry:
                         continue
                     raise errors.not_found(info.qualified, name, info.group) from None
                 self._release_dropped(info, new, old)
+                opts.warnings.extend(found)
                 return from_storage(info, _stored_at(new, written.mod_revision))
             raise errors.ApiError(
                 409, "Conflict", f"too many concurrent writes to {info.qualified} {name!r}"
@@ -729,7 +735,12 @@ class ObjectRegistry:
         if info is not SERVICES:
             return
         try:
-            self.allocator.allocate(obj.setdefault("spec", {}), (old or {}).get("spec"))
+            meta = obj["metadata"]
+            self.allocator.allocate(
+                obj.setdefault("spec", {}),
+                (old or {}).get("spec"),
+                owner=f"{meta.get('namespace')}/{meta.get('name')}",
+            )
         except AllocationError as err:
             raise errors.invalid(info.kind, obj["metadata"].get("name", ""), [err.cause]) from None
 

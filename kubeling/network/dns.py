@@ -31,11 +31,10 @@ import struct
 from collections.abc import Mapping
 from typing import Any, cast
 
-from kubeling.api.errors import ApiError
 from kubeling.api.kinds import REGISTRY
 from kubeling.client.informer import Informer
 from kubeling.client.rest import Client
-from kubeling.network import dnswire
+from kubeling.network import dnswire, localservice
 from kubeling.network.dnswire import ANY, CNAME, PTR, SRV, A, Record
 
 log = logging.getLogger(__name__)
@@ -273,65 +272,20 @@ class ClusterDNS:
 
 
 KUBE_DNS_IP = "127.96.0.10"  # Kubernetes' convention: the tenth address of the service range
-MANAGED_BY = "cluster-dns.kubeling.dev"
-_ENDPOINTSLICES = REGISTRY.resource("discovery.k8s.io", "v1", "endpointslices")
 
 
 async def publish_kube_dns(client: Client, host: str, port: int) -> None:
     """The `kube-system/kube-dns` Service (port 53, UDP and TCP) with one endpoint: this
     server. Every agent's service proxy then answers on its ClusterIP, as in Kubernetes."""
-    ports = [
-        {"name": "dns", "port": 53, "targetPort": port, "protocol": "UDP"},
-        {"name": "dns-tcp", "port": 53, "targetPort": port, "protocol": "TCP"},
-    ]
-    service: dict[str, Any] = {
-        "apiVersion": "v1",
-        "kind": "Service",
-        "metadata": {
-            "name": "kube-dns",
-            "namespace": "kube-system",
-            "labels": {"k8s-app": "kube-dns"},
-        },
-        "spec": {"clusterIP": KUBE_DNS_IP, "ports": ports},
-    }
-    try:
-        await client.create(SERVICES, service, "kube-system")
-    except ApiError as err:
-        if err.reason == "AlreadyExists":
-            current = await client.get(SERVICES, "kube-dns", "kube-system")
-            current["spec"]["ports"] = ports
-            await client.update(SERVICES, current, "kube-system")
-        elif err.code == 422:  # the conventional address is taken: any will do
-            service["spec"].pop("clusterIP")
-            await client.create(SERVICES, service, "kube-system")
-        else:
-            raise
-    endpoint_slice: dict[str, Any] = {
-        "apiVersion": "discovery.k8s.io/v1",
-        "kind": "EndpointSlice",
-        "metadata": {
-            "name": "kube-dns",
-            "namespace": "kube-system",
-            "labels": {
-                "kubernetes.io/service-name": "kube-dns",
-                "endpointslice.kubernetes.io/managed-by": MANAGED_BY,
-            },
-        },
-        "addressType": "IPv4",
-        "endpoints": [{"addresses": [host], "conditions": {"ready": True}}],
-        "ports": [
-            {"name": "dns", "port": port, "protocol": "UDP"},
-            {"name": "dns-tcp", "port": port, "protocol": "TCP"},
+    await localservice.publish(
+        client,
+        "kube-system",
+        "kube-dns",
+        cluster_ip=KUBE_DNS_IP,
+        ports=[
+            {"name": "dns", "port": 53, "targetPort": port, "protocol": "UDP"},
+            {"name": "dns-tcp", "port": 53, "targetPort": port, "protocol": "TCP"},
         ],
-    }
-    try:
-        await client.create(_ENDPOINTSLICES, endpoint_slice, "kube-system")
-    except ApiError as err:
-        if err.reason != "AlreadyExists":
-            raise
-        current = await client.get(_ENDPOINTSLICES, "kube-dns", "kube-system")
-        current["endpoints"], current["ports"] = (
-            endpoint_slice["endpoints"],
-            endpoint_slice["ports"],
-        )
-        await client.update(_ENDPOINTSLICES, current, "kube-system")
+        host=host,
+        labels={"k8s-app": "kube-dns"},
+    )

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from kubeling.api.intstr import scaled_value
 from kubeling.controllers.deployment import progress
 from kubeling.controllers.deployment.replicasets import (
     HASH_LABEL,
@@ -18,7 +19,6 @@ from kubeling.controllers.deployment.replicasets import (
     max_unavailable,
     new_rs_replicas,
     same_template,
-    scaled_value,
     split_new_and_old,
     template_hash,
     with_new_rs_annotations,

@@ -60,11 +60,14 @@ def test_up_with_the_examples_runs_the_app_ready_on_its_pod_ips(tmp_path: Path) 
             assert f"pod {name} at " in body and "version 1.0" in body, body
             assert "API token set" in body, body  # the Secret reached the environment
             assert get(url + "version") == (200, "1.0\n")
+            assert get(url + "livez") == (200, "ok\n")  # the liveness probe's own check
             code, config = get(url + "config")
             assert code == 200 and config.startswith("Hello from a ConfigMap!"), config
 
         assert demo.stop(signal.SIGTERM) == 0, demo.stderr()
         assert "Traceback" not in demo.stderr(), demo.stderr()
+        # The examples walk into none of the pitfalls the API server warns of.
+        assert "server warning" not in demo.stderr(), demo.stderr()
         # Stopping `up` stops the pods' processes: nothing answers on their IPs any more.
         for url in pods.values():
             wait_for(lambda url=url: refused(url), timeout=STOP_TIMEOUT, message=f"{url} gone")

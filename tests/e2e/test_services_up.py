@@ -208,3 +208,26 @@ def test_cluster_dns_names_the_service(demo: Demo, addresses: dict[str, str]) ->
     reply = wait_for(answer, timeout=30, message="an answer from kube-dns")
     assert struct.unpack("!H", reply[6:8])[0] == 1
     assert socket.inet_ntoa(reply[-4:]) == addresses["cluster_ip"]
+
+
+def test_the_api_server_answers_as_the_kubernetes_service(demo: Demo) -> None:
+    """`default/kubernetes`, as in-cluster clients use it: https://127.96.0.1:443, verified
+    by the cluster's CA (the server's certificate names that address)."""
+    service = json.loads(demo.kubectl("get", "service", "kubernetes", "-o", "json"))
+    assert service["spec"]["clusterIP"] == "127.96.0.1"
+    assert service["spec"]["ports"][0]["port"] == 443
+    context = ssl.create_default_context(cafile=str(demo.data_dir / "tls" / "ca.crt"))
+    token = (demo.data_dir / "admin-token").read_text().strip()
+
+    def version() -> dict[str, str] | None:
+        connection = http.client.HTTPSConnection("127.96.0.1", 443, context=context, timeout=5)
+        try:
+            connection.request("GET", "/version", headers={"Authorization": f"Bearer {token}"})
+            response = connection.getresponse()
+            return json.loads(response.read()) if response.status == 200 else None
+        except OSError:
+            return None
+        finally:
+            connection.close()
+
+    assert wait_for(version, timeout=30, message="the API through its Service")["major"] == "1"

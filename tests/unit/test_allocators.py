@@ -32,6 +32,16 @@ def test_requested_cluster_ip_conflict_is_rejected_and_nothing_leaks():
     assert not alloc.used_ports
 
 
+def test_only_the_kubernetes_service_gets_the_first_address():
+    alloc = ServiceAllocator()
+    first = alloc.kubernetes_service_ip
+    with pytest.raises(AllocationError):
+        alloc.allocate({"clusterIP": first, "ports": [{"port": 443}]}, owner="default/web")
+    spec = {"clusterIP": first, "ports": [{"port": 443}]}
+    alloc.allocate(spec, owner="default/kubernetes")
+    assert spec["clusterIPs"] == [first]
+
+
 def test_out_of_range_cluster_ip_is_rejected():
     with pytest.raises(AllocationError) as err:
         ServiceAllocator().allocate({"clusterIP": "10.0.0.1"})

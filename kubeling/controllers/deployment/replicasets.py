@@ -21,10 +21,10 @@ of it talks to the server, so the arithmetic of a rollout can be tested on its o
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from kubeling.api.intstr import scaled_value
 from kubeling.client.cache import Object, copy
 
 HASH_LABEL = "pod-template-hash"
@@ -148,17 +148,6 @@ def split_new_and_old(
 
 
 # -- strategy arithmetic ----------------------------------------------------------------------
-
-
-def scaled_value(value: Any, total: int, round_up: bool) -> int:
-    """An int-or-percent of `total`: "25%" of 10 is 3 rounded up, 2 rounded down."""
-    if isinstance(value, str):
-        text = value.strip()
-        if text.endswith("%"):
-            share = int(text[:-1]) * total / 100
-            return math.ceil(share) if round_up else math.floor(share)
-        return int(text)
-    return int(value or 0)
 
 
 def _rolling(deployment: Mapping[str, Any]) -> Mapping[str, Any] | None:
