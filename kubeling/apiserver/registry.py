@@ -32,7 +32,7 @@ from kubeling.api.kinds import REGISTRY, ResourceInfo
 from kubeling.api.prune import prune_unknown
 from kubeling.api.schema import kind_schema
 from kubeling.api.selectors import EVERYTHING, FieldSelector, LabelSelector
-from kubeling.apiserver import objectmeta, pitfalls
+from kubeling.apiserver import admission, objectmeta, pitfalls
 from kubeling.apiserver.allocators import (
     AllocationError,
     ServiceAllocator,
@@ -112,6 +112,7 @@ class ObjectRegistry:
         self.gc_enabled = gc_enabled
         self._key_locks = KeyedLock()
         self._neighbours = pitfalls.CachedNeighbours(caches)
+        self._admission = admission.Admission(caches)
 
     # -- reads --------------------------------------------------------------------------------
 
@@ -327,6 +328,7 @@ class ObjectRegistry:
         # Admission (the namespace must exist and not be terminating) precedes validation.
         await self._check_namespace(info, namespace, name)
         defaults.apply_defaults(kind, stored)
+        self._admission.on_create(kind, stored)
         self._validate(kind, stored, None, missing)
         self._allocate(info, stored, None)
         opts.warnings.extend(pitfalls.warnings(kind, stored, None, self._neighbours))
