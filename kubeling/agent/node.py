@@ -14,7 +14,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import ipaddress
 import logging
 import os
@@ -32,6 +31,7 @@ from kubeling.api.kinds import REGISTRY
 from kubeling.client.lease import Lease
 from kubeling.client.rest import Client, Object
 from kubeling.util.clock import REAL_CLOCK, Clock
+from kubeling.util.tasks import cancel_and_wait
 from kubeling.util.timefmt import now_rfc3339
 
 log = logging.getLogger(__name__)
@@ -275,11 +275,8 @@ class NodeHeartbeat:
         self._task = asyncio.get_running_loop().create_task(self._beat())
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None
 
     async def _beat(self) -> None:
         last_status = self.clock.now()

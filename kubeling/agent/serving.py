@@ -9,21 +9,15 @@ its pod workers, and the endpoint's self-signed certificate.
 
 from __future__ import annotations
 
-import ipaddress
 import os
 import ssl
 from collections.abc import Callable, Iterable
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
-
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 from kubeling.agent.podworker import ContainerRecord, PodWorker
 from kubeling.agent.runtime import ContainerStartError
 from kubeling.agent.server import ContainerHandle, ExecStream, Lookup
+from kubeling.util.selfsigned import self_signed_certificate
 
 
 class RecordHandle:
@@ -99,34 +93,12 @@ def self_signed_context(directory: Path, host: str = "127.0.0.1") -> ssl.SSLCont
     """A server context with a self-signed certificate kept in `directory` (made once)."""
     cert_path, key_path = directory / "agent.crt", directory / "agent.key"
     if not cert_path.exists() or not key_path.exists():
-        key = ec.generate_private_key(ec.SECP256R1())
-        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "kubeling-agent")])
-        now = datetime.now(UTC)
-        try:
-            san: x509.GeneralName = x509.IPAddress(ipaddress.ip_address(host))
-        except ValueError:
-            san = x509.DNSName(host)
-        cert = (
-            x509.CertificateBuilder()
-            .subject_name(name)
-            .issuer_name(name)
-            .public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - timedelta(minutes=5))
-            .not_valid_after(now + timedelta(days=3650))
-            .add_extension(x509.SubjectAlternativeName([san]), critical=False)
-            .sign(key, hashes.SHA256())
-        )
+        cert_pem, key_pem = self_signed_certificate(host, common_name="kubeling-agent", days=3650)
         directory.mkdir(parents=True, exist_ok=True)
-        key_bytes = key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
         fd = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "wb") as handle:
-            handle.write(key_bytes)
-        cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+            handle.write(key_pem)
+        cert_path.write_bytes(cert_pem)
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.load_cert_chain(cert_path, key_path)
     context.set_alpn_protocols(["http/1.1"])

@@ -44,6 +44,7 @@ from kubeling.client.informer import Informer
 from kubeling.client.lease import LEASES, Lease
 from kubeling.client.rest import Client
 from kubeling.network.serviceendpoints import pod_ready, selector_of
+from kubeling.util.tasks import cancel_and_wait
 from kubeling.util.timefmt import parse_time, utcnow
 
 log = logging.getLogger(__name__)
@@ -93,11 +94,8 @@ class ProxyReport:
         self._task = asyncio.get_running_loop().create_task(self._loop())
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None
         lease = self.lease
         with contextlib.suppress(ApiError, aiohttp.ClientError, OSError, TimeoutError):
             await lease.client.delete(LEASES, lease.name, lease.namespace)

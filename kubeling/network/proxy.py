@@ -43,6 +43,7 @@ from kubeling.client.informer import Informer
 from kubeling.client.rest import Client
 from kubeling.network.drain import ProxyReport, revision_of
 from kubeling.network.servicetable import Backend, ListenKey, Route, service_table
+from kubeling.util.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -364,10 +365,7 @@ class ServiceProxy:
         self._task = asyncio.get_running_loop().create_task(self._loop())
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await cancel_and_wait(self._task)
         if self.report is not None:
             await self.report.stop()
         for listener in self.listeners.values():

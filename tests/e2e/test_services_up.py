@@ -5,7 +5,6 @@ each reaching Ready pods on both nodes; and the cluster DNS naming the Service."
 
 from __future__ import annotations
 
-import datetime
 import http.client
 import json
 import re
@@ -16,13 +15,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 from process_support import Kubeling, free_port
 
 from kubeling.testing.cluster import wait_for
+from kubeling.util.selfsigned import self_signed_certificate
 
 pytestmark = pytest.mark.e2e
 
@@ -132,38 +128,13 @@ def test_an_unknown_host_gets_404_from_the_ingress(demo: Demo, addresses: dict[s
         connection.close()
 
 
-def self_signed(host: str, directory: Path) -> tuple[Path, Path]:
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, host)])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName(host)]), critical=False)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    cert_file, key_file = directory / "tls.crt", directory / "tls.key"
-    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_file.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    return cert_file, key_file
-
-
 def test_https_through_the_ingress_with_a_certificate_from_a_secret(
     demo: Demo, addresses: dict[str, str], tmp_path: Path
 ) -> None:
-    cert_file, key_file = self_signed(HOST, tmp_path)
+    cert_pem, key_pem = self_signed_certificate(HOST)
+    cert_file, key_file = tmp_path / "tls.crt", tmp_path / "tls.key"
+    cert_file.write_bytes(cert_pem)
+    key_file.write_bytes(key_pem)
     demo.kubectl("create", "secret", "tls", "hello-tls", f"--cert={cert_file}", f"--key={key_file}")
     tls = {"spec": {"tls": [{"hosts": [HOST], "secretName": "hello-tls"}]}}
     demo.kubectl("patch", "ingress", "hello", "--type=merge", "-p", json.dumps(tls))

@@ -4,7 +4,6 @@ forwarding headers, errors with a body, status. Pods are stand-in HTTP servers."
 from __future__ import annotations
 
 import base64
-import datetime
 import http.client
 import http.server
 import json
@@ -17,15 +16,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 from kubernetes import client
 
 from kubeling.client.rest import Client
 from kubeling.network.ingress import IngressProxy, host_matches, path_matches, route
 from kubeling.testing import TestCluster, wait_for
+from kubeling.util.selfsigned import self_signed_certificate
 
 
 def serve(ip: str, name: str) -> tuple[http.server.ThreadingHTTPServer, int]:
@@ -224,24 +220,7 @@ def test_tls_is_terminated_with_the_certificate_chosen_by_sni(
     proxy: IngressProxy,
     world: str,
 ) -> None:
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "secure.test")])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName("secure.test")]), critical=False)
-        .sign(key, hashes.SHA256())
-    )
-    cert_pem = cert.public_bytes(serialization.Encoding.PEM)
-    key_pem = key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    )
+    cert_pem, key_pem = self_signed_certificate("secure.test")
     core.create_namespaced_secret(
         world,
         {
