@@ -14,6 +14,7 @@ import logging
 from kubeling.agent import FakeNodes
 from kubeling.agent.agent import NodeAgent
 from kubeling.agent.fake import pod_cidr_for
+from kubeling.agent.node import bound_addresses
 from kubeling.apiserver.server import APIServer, ServerConfig
 from kubeling.client.events import EventRecorder
 from kubeling.client.kubeconfig import ClientConfig
@@ -30,7 +31,7 @@ from kubeling.controllers.replicaset import replicaset_controller
 from kubeling.network.dns import ClusterDNS, publish_kube_dns
 from kubeling.network.drain import ProxyReport
 from kubeling.network.ingress import IngressProxy, ensure_default_ingress_class
-from kubeling.network.localservice import publish_kubernetes_service
+from kubeling.network.localservice import KUBERNETES_SERVICE_IP, publish_kubernetes_service
 from kubeling.reconcile import Manager
 from kubeling.scheduler.loop import Scheduler
 
@@ -125,6 +126,13 @@ class Cluster:
                     token=credentials.node_credential,
                 ),
                 user_agent="kubeling-agent",
+            )
+        if self.node_count and KUBERNETES_SERVICE_IP in bound_addresses():
+            # Before this cluster's proxies open: someone else serves default/kubernetes here.
+            log.warning(
+                "another kubeling cluster runs real nodes on this machine: both use the same"
+                " address ranges, so Service addresses (kube-dns, load balancers) may answer"
+                " for either cluster; stop one of them"
             )
         if self.node_count:
             # Cluster DNS for the pods, published as kube-system/kube-dns like CoreDNS.

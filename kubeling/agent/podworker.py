@@ -59,6 +59,7 @@ from kubeling.api.kinds import REGISTRY
 from kubeling.client.events import EventRecorder
 from kubeling.client.rest import Client, DeleteOptions, Object, PatchType
 from kubeling.util.clock import Clock
+from kubeling.util.tasks import cancel_and_wait
 from kubeling.util.timefmt import format_time, now_rfc3339
 
 log = logging.getLogger(__name__)
@@ -154,6 +155,7 @@ class PodWorker:
         self.init_records: list[ContainerRecord] = []
         self.start_time = ""
         self.gone = False
+        self._gone = asyncio.Event()  # set with `gone`: ends a wait for the proxies at once
         self.finished = asyncio.Event()
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -179,6 +181,7 @@ class PodWorker:
         """A new version of the pod (None: it is gone from the API)."""
         if pod is None:
             self.gone = True
+            self._gone.set()
         elif str(pod["metadata"].get("uid")) == self.uid:
             self.pod = pod
         self._wake.set()
@@ -189,6 +192,7 @@ class PodWorker:
     async def stop(self) -> None:
         """Stop the worker and every container (the agent is shutting down)."""
         self.gone = True
+        self._gone.set()
         self._wake.set()
         if self._task is not None:
             with contextlib.suppress(asyncio.CancelledError):
@@ -642,10 +646,16 @@ class PodWorker:
                     raise
 
     async def _drain(self, timeout: float) -> float:
-        """Wait until no proxy routes to this deleted pod; returns the seconds it took."""
+        """Wait until no proxy routes to this deleted pod; returns the seconds it took. Ends
+        at once when the pod is gone from the API or the agent stops."""
         loop = asyncio.get_running_loop()
         started = loop.time()
-        lagging = await self.node.wait_unrouted(self.pod, timeout)
+        waiting = loop.create_task(self.node.wait_unrouted(self.pod, timeout))
+        interrupted = loop.create_task(self._gone.wait())
+        await asyncio.wait((waiting, interrupted), return_when=asyncio.FIRST_COMPLETED)
+        interrupted.cancel()
+        await cancel_and_wait(waiting)  # done already, unless the pod went first
+        lagging = [] if waiting.cancelled() else waiting.result()
         if lagging:
             self.node.recorder.event(
                 self.pod,

@@ -7,6 +7,7 @@ half a second later: a common shutdown that fails requests when proxies still ro
 
 from __future__ import annotations
 
+import datetime
 import http.client
 import sys
 import threading
@@ -257,3 +258,58 @@ def test_traffic_through_service_and_ingress_sees_no_error_while_pods_go(
             worker.join(timeout=30)
     assert counts["service"] > 100 and counts["ingress"] > 100, counts
     assert results == [], f"{len(results)} failed requests, first: {results[:5]}"
+
+
+def test_a_proxy_that_never_catches_up_holds_sigterm_half_the_grace_period(
+    cluster: TestCluster, api: client.ApiClient, app: str, marks: Path
+) -> None:
+    """A live report stuck at an old revision: the pod waits half its grace period, then
+    stops anyway, with a Warning event naming the proxy."""
+    leases = client.CoordinationV1Api(api)
+    now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    stuck = {
+        "metadata": {
+            "name": "kubeling-proxy-stuck",
+            "labels": {REPORT_LABEL: "stuck"},
+            "annotations": {APPLIED_ANNOTATION: "1"},
+        },
+        "spec": {"holderIdentity": "stuck", "leaseDurationSeconds": 300, "renewTime": now},
+    }
+    leases.create_namespaced_lease("kube-system", stuck)
+    core = client.CoreV1Api(api)
+    pod = {
+        "metadata": {"name": "patient", "labels": {"app": "drain"}},
+        "spec": {
+            "terminationGracePeriodSeconds": 4,
+            "containers": [
+                {
+                    "name": "web",
+                    "image": "python",
+                    "command": [sys.executable, "-c", SERVER],
+                    "env": [{"name": "MARKS", "value": str(marks)}],
+                    "ports": [{"name": "http", "containerPort": 8080}],
+                    "readinessProbe": {
+                        "httpGet": {"path": "/", "port": "http"},
+                        "periodSeconds": 1,
+                    },
+                }
+            ],
+        },
+    }
+    try:
+        core.create_namespaced_pod("default", pod)
+        wait_for(lambda: "patient" in ready_pods(api), timeout=60, message="the pod is ready")
+        core.delete_namespaced_pod("patient", "default")
+        wait_for((marks / "patient").exists, timeout=30, message="SIGTERM after the wait")
+
+        def lagging() -> list[str]:
+            events = core.list_namespaced_event(
+                "default", field_selector="involvedObject.name=patient"
+            )
+            return [e.message for e in events.items if e.reason == "ProxiesLagging"]
+
+        assert wait_for(lagging, message="the ProxiesLagging event") == [
+            "Stopping after 2s although these proxies may still route here: kubeling-proxy-stuck"
+        ]
+    finally:
+        leases.delete_namespaced_lease("kubeling-proxy-stuck", "kube-system")
