@@ -202,3 +202,34 @@ def test_the_api_server_answers_as_the_kubernetes_service(demo: Demo) -> None:
             connection.close()
 
     assert wait_for(version, timeout=30, message="the API through its Service")["major"] == "1"
+
+
+def test_kubectl_shows_the_endpoints_as_on_kubernetes(
+    demo: Demo, addresses: dict[str, str]
+) -> None:
+    def pod_ips() -> set[str]:
+        pods = json.loads(demo.kubectl("get", "pods", "-l", "app=hello", "-o", "json"))["items"]
+        return {p["status"].get("podIP") for p in pods}
+
+    def slices() -> list[list[str]] | None:
+        out = demo.kubectl("get", "endpointslices", "-l", "kubernetes.io/service-name=hello")
+        rows = [line.split() for line in out.splitlines()]
+        return rows if len(rows) == 2 else None
+
+    rows = wait_for(slices, message="one slice")
+    assert rows[0] == ["NAME", "ADDRESSTYPE", "PORTS", "ENDPOINTS", "AGE"]
+    name, family, ports, endpoints, _age = rows[1]
+    assert name.startswith("hello-") and family == "IPv4" and ports == "8080"
+    assert set(endpoints.split(",")) == pod_ips()
+
+    described = demo.kubectl("describe", "service", "hello")
+    fields = dict(
+        (key.strip(), value.strip())
+        for key, _, value in (line.partition(":") for line in described.splitlines())
+        if value
+    )
+    assert fields["Type"] == "LoadBalancer"
+    assert fields["IP"] == addresses["cluster_ip"]
+    assert fields["LoadBalancer Ingress"].startswith(addresses["load_balancer"])
+    assert fields["NodePort"] == f"http  {addresses['node_port']}/TCP"
+    assert set(fields["Endpoints"].split(",")) == {f"{ip}:8080" for ip in pod_ips()}
