@@ -114,6 +114,10 @@ class Server(ThreadingHTTPServer):
     # Request threads are joined by server_close(): that is the drain.
     daemon_threads = False
     block_on_close = True
+    # The listen backlog (socketserver's default is 5): a burst that overflows it has its
+    # connection attempts retried by the kernel seconds later, or reset when a drain closes
+    # the listening socket.
+    request_queue_size = 128
 
 
 def main() -> int:

@@ -455,7 +455,11 @@ class IngressProxy:
                     upstream = await session.request(
                         request.method, url, headers=headers, data=body, allow_redirects=False
                     )
-                except (aiohttp.ClientConnectorError, aiohttp.ServerDisconnectedError):
+                except (
+                    aiohttp.ClientConnectorError,
+                    aiohttp.ConnectionTimeoutError,  # a TimeoutError, but not an answer's
+                    aiohttp.ServerDisconnectedError,
+                ):
                     continue
                 except TimeoutError:
                     return _error(504, f"{backend.ip}:{backend.port} did not answer in time")

@@ -4,6 +4,7 @@ forwarding headers, errors with a body, status. Pods are stand-in HTTP servers."
 from __future__ import annotations
 
 import base64
+import contextlib
 import http.client
 import http.server
 import json
@@ -53,6 +54,11 @@ def cluster() -> Iterator[TestCluster]:
 @pytest.fixture(scope="module")
 def core(cluster: TestCluster) -> client.CoreV1Api:
     return client.CoreV1Api(cluster.api_client())
+
+
+@pytest.fixture(scope="module")
+def discovery(cluster: TestCluster) -> client.DiscoveryV1Api:
+    return client.DiscoveryV1Api(cluster.api_client())
 
 
 @pytest.fixture(scope="module")
@@ -211,6 +217,59 @@ def test_a_service_without_ready_endpoints_answers_503_with_a_body(
 
     status, body = wait_for(answer, message="the rule to take effect")
     assert status == 503 and b"no ready endpoints" in body
+
+
+def test_an_endpoint_whose_connect_hangs_is_skipped_for_the_next(
+    core: client.CoreV1Api,
+    discovery: client.DiscoveryV1Api,
+    networking: client.NetworkingV1Api,
+    proxy: IngressProxy,
+    world: str,
+) -> None:
+    """A listener whose accept queue is full drops connection requests: the connect times
+    out, and an idempotent request goes on to the next endpoint instead of failing."""
+    hole = socket.socket()
+    hole.bind(("127.128.230.9", 0))
+    hole.listen(0)
+    fillers = []
+    for _ in range(3):  # fill the accept queue; later connection requests are dropped
+        filler = socket.socket()
+        filler.settimeout(0.3)
+        with contextlib.suppress(OSError):
+            filler.connect(hole.getsockname())
+        fillers.append(filler)
+    good, good_port = serve("127.128.230.10", "good")
+    core.create_namespaced_service(
+        world, {"metadata": {"name": "mixed"}, "spec": {"ports": [{"name": "web", "port": 80}]}}
+    )
+    for name, ip, port in (("mixed-hole", "127.128.230.9", hole.getsockname()[1]),
+                           ("mixed-good", "127.128.230.10", good_port)):  # fmt: skip
+        discovery.create_namespaced_endpoint_slice(
+            world,
+            {
+                "metadata": {"name": name, "labels": {"kubernetes.io/service-name": "mixed"}},
+                "addressType": "IPv4",
+                "endpoints": [{"addresses": [ip], "conditions": {"ready": True}}],
+                "ports": [{"name": "web", "port": port, "protocol": "TCP"}],
+            },
+        )
+    rules = [
+        {
+            "host": "mixed.test",
+            "http": {"paths": [{"path": "/", "pathType": "Prefix", "backend": backend("mixed")}]},
+        }
+    ]
+    networking.create_namespaced_ingress(world, ingress(world, "mixed", rules=rules))
+    try:
+        # Round robin: of two requests, one tries the hanging endpoint first.
+        assert wait_for(lambda: backend_of(proxy.http_port, "mixed.test", "/")) == "good"
+        assert backend_of(proxy.http_port, "mixed.test", "/") == "good"
+        assert backend_of(proxy.http_port, "mixed.test", "/") == "good"
+    finally:
+        for sock in (*fillers, hole):
+            sock.close()
+        good.shutdown()
+        good.server_close()
 
 
 def test_tls_is_terminated_with_the_certificate_chosen_by_sni(
