@@ -33,7 +33,6 @@ import asyncio
 import contextlib
 import itertools
 import logging
-import os
 import socket
 import time
 from typing import Any, cast
@@ -97,11 +96,13 @@ def _shutdown_write(transport: asyncio.Transport) -> None:
         transport.close()
         return
     with contextlib.suppress(OSError):
-        dup = socket.socket(fileno=os.dup(sock.fileno()))
+        # A socket object over the transport's own descriptor, detached again so that it
+        # never closes it: shutdown(2) without the dup(2) and close(2) of a copy.
+        own = socket.socket(fileno=sock.fileno())
         try:
-            dup.shutdown(socket.SHUT_WR)
+            own.shutdown(socket.SHUT_WR)
         finally:
-            dup.close()
+            own.detach()
 
 
 class _Side(asyncio.Protocol):
@@ -188,8 +189,10 @@ class _Downstream(_Side):
         super().connection_made(transport)
         assert self.transport is not None
         self.transport.pause_reading()
-        peer = self.transport.get_extra_info("peername") or ("", 0)
-        self._connecting = asyncio.get_running_loop().create_task(self._connect(str(peer[0])))
+        client_ip = ""
+        if self.listener.balancer.route.affinity_seconds is not None:
+            client_ip = str((self.transport.get_extra_info("peername") or ("",))[0])
+        self._connecting = asyncio.get_running_loop().create_task(self._connect(client_ip))
 
     async def _connect(self, client_ip: str) -> None:
         loop = asyncio.get_running_loop()
@@ -197,10 +200,10 @@ class _Downstream(_Side):
             if self.closed:
                 return
             try:
-                upstream_transport, upstream = await asyncio.wait_for(
-                    loop.create_connection(_Upstream, backend.ip, backend.port),
-                    CONNECT_TIMEOUT,
-                )
+                async with asyncio.timeout(CONNECT_TIMEOUT):  # no extra Task, as wait_for has
+                    upstream_transport, upstream = await loop.create_connection(
+                        _Upstream, backend.ip, backend.port
+                    )
             except (OSError, TimeoutError):
                 continue
             if self.closed:  # the client left while we connected
