@@ -14,7 +14,6 @@ import logging
 from kubeling.agent import FakeNodes
 from kubeling.agent.agent import NodeAgent
 from kubeling.agent.fake import pod_cidr_for
-from kubeling.agent.node import bound_addresses
 from kubeling.apiserver.server import APIServer, ServerConfig
 from kubeling.client.events import EventRecorder
 from kubeling.client.kubeconfig import ClientConfig
@@ -34,6 +33,7 @@ from kubeling.network.ingress import IngressProxy, ensure_default_ingress_class
 from kubeling.network.localservice import KUBERNETES_SERVICE_IP, publish_kubernetes_service
 from kubeling.reconcile import Manager
 from kubeling.scheduler.loop import Scheduler
+from kubeling.util.netstat import bound_addresses
 
 log = logging.getLogger(__name__)
 

@@ -31,6 +31,7 @@ from kubeling.api.kinds import REGISTRY
 from kubeling.client.lease import Lease
 from kubeling.client.rest import Client, Object
 from kubeling.util.clock import REAL_CLOCK, Clock
+from kubeling.util.netstat import bound_addresses
 from kubeling.util.tasks import cancel_and_wait
 from kubeling.util.timefmt import now_rfc3339
 
@@ -219,24 +220,6 @@ class PodIPs:
         ip = self._taken.pop(uid, None)
         if ip is not None:
             self._free.append(ip)
-
-
-def bound_addresses() -> set[str]:
-    """IPv4 addresses with a listening TCP socket or a bound UDP socket on this machine, from
-    /proc/net/{tcp,udp} (empty where those cannot be read)."""
-    found: set[str] = set()
-    for table, wanted_state in (("/proc/net/tcp", "0A"), ("/proc/net/udp", None)):
-        try:
-            lines = Path(table).read_text().splitlines()[1:]
-        except OSError:
-            continue
-        for line in lines:
-            fields = line.split()
-            if len(fields) < 4 or (wanted_state and fields[3] != wanted_state):
-                continue
-            address = fields[1].split(":")[0]
-            found.add(str(ipaddress.IPv4Address(int(address, 16).to_bytes(4, "little"))))
-    return found
 
 
 def node_owner(node: Mapping[str, Any]) -> Object:

@@ -4,7 +4,8 @@ Reconcile, for one Service (the job a cloud controller manager does elsewhere):
 
     type LoadBalancer, no `loadBalancerClass`, no address yet
         → the `spec.loadBalancerIP` it asks for when that is in the pool and free, else the
-          lowest free address; written to `status.loadBalancer.ingress: [{ip, ipMode: VIP}]`
+          lowest free address that no process on this machine listens on (another cluster's
+          load balancer); written to `status.loadBalancer.ingress: [{ip, ipMode: VIP}]`
     any other type, or another class, but an address of ours recorded
         → `status.loadBalancer` cleared
 
@@ -25,6 +26,7 @@ from kubeling.client.cache import Object, copy
 from kubeling.client.informer import Informer
 from kubeling.client.rest import Client
 from kubeling.reconcile import Controller, Manager, Result
+from kubeling.util.netstat import bound_addresses
 
 POOL = ipaddress.ip_network("127.80.0.0/16")
 _SERVICES = REGISTRY.by_path("", "v1", "services")
@@ -66,8 +68,9 @@ class LoadBalancerReconciler:
         wanted = (service.get("spec") or {}).get("loadBalancerIP")
         if wanted and _in_pool(wanted) and wanted not in taken:
             return str(wanted)
+        busy = bound_addresses()  # another cluster's load balancers, on this machine
         for ip in POOL.hosts():
-            if str(ip) not in taken:
+            if str(ip) not in taken and str(ip) not in busy:
                 return str(ip)
         return None
 

@@ -288,4 +288,5 @@ async def publish_kube_dns(client: Client, host: str, port: int) -> None:
         ],
         host=host,
         labels={"k8s-app": "kube-dns"},
+        avoid_busy=True,  # another cluster's kube-dns: pods would get its answers
     )

@@ -20,6 +20,7 @@ from typing import Any
 from kubeling.api.errors import ApiError
 from kubeling.api.kinds import REGISTRY
 from kubeling.client.rest import Client
+from kubeling.util.netstat import bound_addresses
 
 SERVICES = REGISTRY.resource("", "v1", "services")
 ENDPOINTS = REGISTRY.resource("", "v1", "endpoints")
@@ -38,15 +39,20 @@ async def publish(
     ports: list[Mapping[str, Any]],
     host: str,
     labels: Mapping[str, str],
+    avoid_busy: bool = False,
 ) -> None:
     """A selector-less Service of `ports` (`name`, `port`, `targetPort`, `protocol`) whose one
-    endpoint is `host`. When `cluster_ip` is taken by another Service, any address will do."""
+    endpoint is `host`. When `cluster_ip` is taken by another Service, or (with `avoid_busy`)
+    another cluster on this machine serves on it, any address will do."""
     spec_ports = [dict(p) for p in ports]
+    spec: dict[str, Any] = {"ports": spec_ports}
+    if not (avoid_busy and cluster_ip in bound_addresses()):
+        spec["clusterIP"] = cluster_ip
     service: dict[str, Any] = {
         "apiVersion": "v1",
         "kind": "Service",
         "metadata": {"name": name, "namespace": namespace, "labels": dict(labels)},
-        "spec": {"clusterIP": cluster_ip, "ports": spec_ports},
+        "spec": spec,
     }
     try:
         await client.create(SERVICES, service, namespace)
@@ -56,8 +62,8 @@ async def publish(
             current["spec"]["ports"] = spec_ports
             current["metadata"]["labels"] = {**(current["metadata"].get("labels") or {}), **labels}
             await client.update(SERVICES, current, namespace)
-        elif err.code == 422:  # the conventional address is taken
-            service["spec"].pop("clusterIP")
+        elif err.code == 422 and "clusterIP" in spec:  # the conventional address is taken
+            spec.pop("clusterIP")
             await client.create(SERVICES, service, namespace)
         else:
             raise

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import socket
 
-from kubeling.agent.node import PodIPs, bound_addresses
+from kubeling.agent.node import PodIPs
+from kubeling.util.netstat import bound_addresses
 
 
 def test_an_address_someone_listens_on_is_passed_over() -> None:

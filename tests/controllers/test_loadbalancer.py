@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -58,3 +59,24 @@ def test_a_requested_pool_address_is_honoured(cluster: TestCluster, core: client
     assert wait_for(lambda: address(core, ns, "c"), message="c's address") == "127.80.9.9"
     listing = cluster.kubectl("get", "svc", "c", "-n", ns).stdout
     assert "127.80.9.9" in listing
+
+
+def test_an_address_another_cluster_serves_on_is_passed_over(core: client.CoreV1Api) -> None:
+    """Another cluster's load balancers on this machine (here: listening sockets on the first
+    pool addresses) are not handed out again."""
+    squatters = []
+    try:
+        for last in range(1, 21):
+            squatter = socket.socket()
+            squatter.bind((f"127.80.0.{last}", 0))
+            squatter.listen()
+            squatters.append(squatter)
+        ns = f"lb-{uuid.uuid4().hex[:8]}"
+        core.create_namespace({"metadata": {"name": ns}})
+        core.create_namespaced_service(ns, lb("d"))
+        got = wait_for(lambda: address(core, ns, "d"), message="an address for d")
+        assert got.startswith("127.80.")
+        assert got not in {s.getsockname()[0] for s in squatters}
+    finally:
+        for squatter in squatters:
+            squatter.close()

@@ -13,7 +13,7 @@ import pytest
 from kubernetes import client
 
 from kubeling.client.rest import Client
-from kubeling.network.dns import ClusterDNS
+from kubeling.network.dns import ClusterDNS, publish_kube_dns
 from kubeling.testing import TestCluster, wait_for
 
 A, SRV, PTR, AAAA, CNAME = 1, 33, 12, 28, 5
@@ -194,3 +194,19 @@ def test_other_names_get_nxdomain_pods_by_address_and_outside_names_are_refused(
     assert ask_udp(dns.port, f"127-128-9-9.{ns}.pod.cluster.local") == (0, [(A, "127.128.9.9")])
     assert ask_udp(dns.port, "example.com")[0] == 5
     assert ask_udp(dns.port, f"ext.{ns}.svc.cluster.local") == (0, [(CNAME, "example.test")])
+
+
+def test_kube_dns_passes_over_an_address_another_cluster_serves_on(
+    cluster: TestCluster, core: client.CoreV1Api
+) -> None:
+    """Another cluster's kube-dns on this machine (here: a socket on 127.96.0.10) keeps this
+    cluster's off that address, so that its pods never get the other's answers."""
+    api = Client.from_kubeconfig(str(cluster.kubeconfig))
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as squatter:
+        squatter.bind(("127.96.0.10", 0))
+        cluster.run(publish_kube_dns(api, "127.0.0.1", 5353))
+    cluster.run(api.close())
+    service = core.read_namespaced_service("kube-dns", "kube-system")
+    assert service.spec.cluster_ip != "127.96.0.10"
+    assert service.spec.cluster_ip.startswith("127.")
+    core.delete_namespaced_service("kube-dns", "kube-system")
