@@ -48,6 +48,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -120,6 +121,16 @@ class ObjectList:
     items: list[Object]
     resource_version: str
     continue_token: str = ""
+
+
+def _warning_text(header: str) -> str:
+    """The text of a `Warning: 299 - "..."` header (RFC 7234 quoted-string, unescaped)."""
+    if not header.startswith("299 "):
+        return header
+    quoted = header.split(" ", 2)[-1].strip()
+    if len(quoted) >= 2 and quoted[0] == quoted[-1] == '"':
+        return re.sub(r"\\(.)", r"\1", quoted[1:-1])
+    return quoted
 
 
 class Client:
@@ -225,7 +236,7 @@ class Client:
 
     def _note_warnings(self, response: aiohttp.ClientResponse) -> None:
         for header in response.headers.getall("Warning", ()):
-            text = header.split(" ", 2)[-1].strip().strip('"') if header[:4] == "299 " else header
+            text = _warning_text(header)
             if text in self._warned:
                 continue
             self._warned[text] = None
