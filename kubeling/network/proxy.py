@@ -23,6 +23,11 @@ Contract:
   is in flight never leaks that connection.
 * **UDP**: one upstream socket per client address and listener, forgotten after
   `udp_idle` seconds without traffic; replies go back to that client.
+* **The kernel data path**: as root with `nft` installed, TCP routes without session
+  affinity or `Local` traffic policy are also programmed as nftables DNAT rules
+  (`kerneldnat.py`, as kube-proxy's nftables mode), which take new connections before any
+  listener sees them; the Protocol relay serves the rest, and everything when `nft` fails.
+  `applied_revision` counts only once the rules are in.
 * Listeners bind with `SO_REUSEADDR` and `SO_REUSEPORT`, so the proxies of several local nodes
   can serve the same ClusterIP (they forward to the same endpoints).
 """
@@ -41,6 +46,7 @@ from kubeling.api.kinds import REGISTRY
 from kubeling.client.informer import Informer
 from kubeling.client.rest import Client
 from kubeling.network.drain import ProxyReport, revision_of
+from kubeling.network.kerneldnat import KernelDNAT, NftError
 from kubeling.network.servicetable import Backend, ListenKey, Route, service_table
 from kubeling.util.tasks import cancel_and_wait
 
@@ -344,9 +350,13 @@ class ServiceProxy:
         node: str,
         node_ip: str = "127.0.0.1",
         report: ProxyReport | None = None,
+        kernel: bool | None = None,
     ) -> None:
         self.client = client
         self.report = report
+        # The kernel data path (kerneldnat.py) where it can be had, unless asked not to.
+        use_kernel = KernelDNAT.available() if kernel is None else kernel
+        self.dnat: KernelDNAT | None = KernelDNAT(node) if use_kernel else None
         self.node = node
         self.node_ip = node_ip
         self.services = Informer(client, SERVICES)
@@ -358,6 +368,11 @@ class ServiceProxy:
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
+        if self.dnat is not None:
+            try:
+                await KernelDNAT.remove_stale()
+            except (NftError, OSError) as err:
+                self._kernel_off(err)
         for informer in (self.services, self.slices):
             informer.add_handlers(self._changed, lambda _o, new: self._changed(new), self._changed)
             informer.start()
@@ -371,6 +386,9 @@ class ServiceProxy:
         await cancel_and_wait(self._task)
         if self.report is not None:
             await self.report.stop()
+        if self.dnat is not None:
+            with contextlib.suppress(NftError, OSError):
+                await self.dnat.remove()
         for listener in self.listeners.values():
             await listener.close()
         self.listeners.clear()
@@ -379,6 +397,12 @@ class ServiceProxy:
 
     def _changed(self, _obj: Any) -> None:
         self._dirty.set()
+
+    def _kernel_off(self, err: Exception) -> None:
+        log.warning(
+            "service proxy %s: no kernel data path (%s); relaying in userspace", self.node, err
+        )
+        self.dnat = None
 
     async def _loop(self) -> None:
         while True:
@@ -415,6 +439,13 @@ class ServiceProxy:
                 continue
             self.failed.pop(key, None)
             self.listeners[key] = created
+        if (dnat := self.dnat) is not None:
+            try:
+                await dnat.apply(table)
+            except (NftError, OSError) as err:
+                self._kernel_off(err)
+                with contextlib.suppress(NftError, OSError):
+                    await dnat.remove()
         self.applied_revision = max(self.applied_revision, revision)
         if self.report is not None:
             self.report.advance(self.applied_revision)

@@ -56,6 +56,7 @@ class Route:
     external: bool
     backends: tuple[Backend, ...] = ()
     affinity_seconds: int | None = None  # sessionAffinity: ClientIP timeout
+    local: bool = False  # a `Local` traffic policy kept only this node's endpoints
 
 
 @dataclass
@@ -141,15 +142,15 @@ def service_table(
             external = _choose(ready, fallback, node if external_local else None)
             if cluster_ip and cluster_ip != "None":
                 table.routes[ListenKey(cluster_ip, int(port["port"]), protocol)] = Route(
-                    target, False, internal, affinity
+                    target, False, internal, affinity, internal_local
                 )
             if kind in ("NodePort", "LoadBalancer") and port.get("nodePort"):
                 table.routes[ListenKey(node_ip, int(port["nodePort"]), protocol)] = Route(
-                    target, True, external, affinity
+                    target, True, external, affinity, external_local
                 )
             if kind == "LoadBalancer":
                 for ip in lb_ips:
                     table.routes[ListenKey(str(ip), int(port["port"]), protocol)] = Route(
-                        target, True, external, affinity
+                        target, True, external, affinity, external_local
                     )
     return table

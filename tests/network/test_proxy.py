@@ -83,7 +83,7 @@ def core(cluster: TestCluster) -> client.CoreV1Api:
 @pytest.fixture(scope="module")
 def proxy(cluster: TestCluster) -> Iterator[ServiceProxy]:
     api = Client.from_kubeconfig(str(cluster.kubeconfig))
-    running = ServiceProxy(api, node="quiet-node")
+    running = ServiceProxy(api, node="quiet-node", kernel=False)  # the Protocol relay
     cluster.run(running.start())
     yield running
     cluster.run(running.stop())
