@@ -50,6 +50,18 @@ SERVER = (
 )
 
 
+def web_container(marks: Path) -> dict[str, Any]:
+    """SERVER, ready once it answers, noting its SIGTERM in `marks`."""
+    return {
+        "name": "web",
+        "image": "python",
+        "command": [sys.executable, "-c", SERVER],
+        "env": [{"name": "MARKS", "value": str(marks)}],
+        "ports": [{"name": "http", "containerPort": 8080}],
+        "readinessProbe": {"httpGet": {"path": "/healthz", "port": "http"}, "periodSeconds": 1},
+    }
+
+
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[TestCluster]:
     with TestCluster(nodes=1, ingress=True) as c:
@@ -78,21 +90,7 @@ def app(cluster: TestCluster, api: client.ApiClient, marks: Path) -> str:
             "selector": {"matchLabels": {"app": "drain"}},
             "template": {
                 "metadata": {"labels": {"app": "drain"}},
-                "spec": {
-                    "containers": [
-                        {
-                            "name": "web",
-                            "image": "python",
-                            "command": [sys.executable, "-c", SERVER],
-                            "env": [{"name": "MARKS", "value": str(marks)}],
-                            "ports": [{"name": "http", "containerPort": 8080}],
-                            "readinessProbe": {
-                                "httpGet": {"path": "/healthz", "port": "http"},
-                                "periodSeconds": 1,
-                            },
-                        }
-                    ]
-                },
+                "spec": {"containers": [web_container(marks)]},
             },
         },
     }
@@ -281,19 +279,7 @@ def test_a_proxy_that_never_catches_up_holds_sigterm_half_the_grace_period(
         "metadata": {"name": "patient", "labels": {"app": "drain"}},
         "spec": {
             "terminationGracePeriodSeconds": 4,
-            "containers": [
-                {
-                    "name": "web",
-                    "image": "python",
-                    "command": [sys.executable, "-c", SERVER],
-                    "env": [{"name": "MARKS", "value": str(marks)}],
-                    "ports": [{"name": "http", "containerPort": 8080}],
-                    "readinessProbe": {
-                        "httpGet": {"path": "/", "port": "http"},
-                        "periodSeconds": 1,
-                    },
-                }
-            ],
+            "containers": [web_container(marks)],
         },
     }
     try:
