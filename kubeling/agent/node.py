@@ -19,6 +19,7 @@ import logging
 import os
 import platform
 import shutil
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -191,12 +192,18 @@ class PodIPs:
     With `skip_busy` (real nodes), an address some process on this machine already listens
     on (TCP) or is bound to (UDP) is passed over: a pod left running by another cluster, or by
     an agent that was killed with another data dir, would otherwise make the new pod's server
-    fail with "address already in use"."""
+    fail with "address already in use". Reading /proc/net/tcp costs milliseconds (more with
+    many connections in TIME_WAIT), so what it says is reused for BUSY_MAX_AGE seconds: a
+    burst of pod starts reads it once."""
+
+    BUSY_MAX_AGE = 5.0
 
     def __init__(self, node: str, cidr: str, *, skip_busy: bool = False) -> None:
         self.node = node
         self.cidr = cidr
         self.skip_busy = skip_busy
+        self._busy: set[str] = set()
+        self._busy_read_at = float("-inf")
         self._free = [str(ip) for ip in list(ipaddress.ip_network(cidr).hosts())[1:]]
         self._taken: dict[str, str] = {}  # pod uid -> IP
 
@@ -208,13 +215,19 @@ class PodIPs:
             self._free.remove(recorded)
             ip = recorded
         elif self._free:
-            busy = bound_addresses() if self.skip_busy else set()
+            busy = self._bound() if self.skip_busy else set()
             ip = next((a for a in self._free if a not in busy), self._free[0])
             self._free.remove(ip)
         else:
             raise RuntimeError(f"node {self.node}: no pod IP left in {self.cidr}")
         self._taken[uid] = ip
         return ip
+
+    def _bound(self) -> set[str]:
+        now = time.monotonic()
+        if now - self._busy_read_at > self.BUSY_MAX_AGE:
+            self._busy, self._busy_read_at = bound_addresses(), now
+        return self._busy
 
     def release(self, uid: str) -> None:
         ip = self._taken.pop(uid, None)

@@ -56,7 +56,7 @@ from aiohttp import WSMsgType, web
 from kubeling.agent.logs import LogOptions, parse_timestamp, read_log
 from kubeling.agent.runtime import ContainerStartError
 from kubeling.api import errors
-from kubeling.util.parse import parse_bool
+from kubeling.api.queryparams import query_bool, query_int
 
 log = logging.getLogger(__name__)
 
@@ -116,29 +116,14 @@ def parse_log_query(query: Mapping[str, str], now: float | None = None) -> LogRe
     """The `pods/log` query parameters as LogOptions; ApiError 400 for a bad value."""
 
     def integer(name: str, minimum: int) -> int | None:
-        raw = query.get(name)
-        if raw is None or raw == "":
-            return None
-        try:
-            value = int(raw)
-        except ValueError:
-            raise errors.bad_request(f"invalid value for {name}: {raw!r}") from None
-        if value < minimum:
+        value = query_int(query, name)
+        if value is not None and value < minimum:
             raise errors.invalid(
                 "PodLogOptions",
                 "",
                 [errors.invalid_value(name, value, f"must be greater than {minimum - 1}")],
             )
         return value
-
-    def flag(name: str) -> bool:
-        raw = query.get(name)
-        if raw is None or raw == "":
-            return False
-        try:
-            return parse_bool(raw)
-        except ValueError:
-            raise errors.bad_request(f"invalid value for {name}: {raw!r}") from None
 
     since_seconds = integer("sinceSeconds", 1)
     since_raw = query.get("sinceTime") or ""
@@ -154,13 +139,13 @@ def parse_log_query(query: Mapping[str, str], now: float | None = None) -> LogRe
     elif since_seconds is not None:
         since = datetime.fromtimestamp((now or time.time()) - since_seconds, UTC)
     options = LogOptions(
-        follow=flag("follow"),
+        follow=query_bool(query, "follow"),
         tail_lines=integer("tailLines", 0),
         since_time=since,
-        timestamps=flag("timestamps"),
+        timestamps=query_bool(query, "timestamps"),
         limit_bytes=integer("limitBytes", 1),
     )
-    return LogRequest(options, flag("previous"))
+    return LogRequest(options, query_bool(query, "previous"))
 
 
 # --- the server ----------------------------------------------------------------------------
@@ -292,9 +277,12 @@ class AgentServer:
         argv = list(query.getall("command", []))
         if not argv:
             raise errors.bad_request("you must specify at least 1 command")
-        tty = _flag(query, "tty")
-        want_stdin = _flag(query, "stdin")
-        want = {STDOUT: _flag(query, "stdout"), STDERR: _flag(query, "stderr") and not tty}
+        tty = query_bool(query, "tty")
+        want_stdin = query_bool(query, "stdin")
+        want = {
+            STDOUT: query_bool(query, "stdout"),
+            STDERR: query_bool(query, "stderr") and not tty,
+        }
         _, _, _, handle = self._handle(request)
         ws = web.WebSocketResponse(protocols=EXEC_PROTOCOLS, autoping=True, max_msg_size=0)
         if not ws.can_prepare(request).ok:
@@ -352,14 +340,6 @@ class AgentServer:
             for task in (*pumps, client, exited):
                 task.cancel()
             await asyncio.gather(*pumps, client, exited, return_exceptions=True)
-
-
-def _flag(query: Mapping[str, str], name: str) -> bool:
-    raw = query.get(name) or ""
-    try:
-        return parse_bool(raw) if raw else False
-    except ValueError:
-        raise errors.bad_request(f"invalid value for {name}: {raw!r}") from None
 
 
 def _exit_status(argv: list[str], code: int) -> bytes:

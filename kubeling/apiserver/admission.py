@@ -36,11 +36,9 @@ class Admission:
         annotations = (ingress.get("metadata") or {}).get("annotations") or {}
         if spec.get("ingressClassName") or LEGACY_CLASS_ANNOTATION in annotations:
             return
-        if not self.caches.healthy:
-            return
         defaults = [
             cls
-            for cls in self.caches.cache_for(CLASSES.storage_prefix).objects.values()
+            for cls in self.caches.current(CLASSES.storage_prefix)
             if (cls["metadata"].get("annotations") or {}).get(DEFAULT_CLASS_ANNOTATION) == "true"
         ]
         if defaults:

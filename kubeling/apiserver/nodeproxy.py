@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import AsyncIterable
 from typing import Any
 from urllib.parse import quote
 
@@ -35,8 +36,8 @@ from aiohttp import web
 
 from kubeling.api import errors
 from kubeling.api.kinds import REGISTRY, Registry
+from kubeling.api.queryparams import query_bool
 from kubeling.apiserver.registry import ObjectRegistry
-from kubeling.util.parse import parse_bool
 
 _LOG_OPTIONS = (
     "follow",
@@ -78,7 +79,7 @@ class NodeProxy:
     async def log(self, request: web.Request, namespace: str, name: str) -> web.StreamResponse:
         pod = await self.objects.get(self.pods, namespace, name)
         container = pick_container(pod, request.query.get("container", ""))
-        previous = _flag(request, "previous")
+        previous = query_bool(request.query, "previous")
         check_log_status(pod, container, previous)
         url = await self._agent_url(pod, "containerLogs", namespace, name, container)
         query = [(k, v) for k, v in request.query.items() if k in _LOG_OPTIONS]
@@ -236,14 +237,6 @@ def check_exec_status(pod: dict[str, Any], container: str) -> None:
         raise errors.bad_request(f'container not found ("{container}")')
 
 
-def _flag(request: web.Request, name: str) -> bool:
-    raw = request.query.get(name) or ""
-    try:
-        return parse_bool(raw) if raw else False
-    except ValueError:
-        raise errors.bad_request(f"invalid value for {name}: {raw!r}") from None
-
-
 def _offered_protocols(request: web.Request) -> tuple[str, ...]:
     header = request.headers.get("Sec-WebSocket-Protocol", "")
     return tuple(p.strip() for p in header.split(",") if p.strip())
@@ -266,20 +259,22 @@ async def _upstream_error(upstream: aiohttp.ClientResponse) -> errors.ApiError:
 async def _relay(client: web.WebSocketResponse, upstream: aiohttp.ClientWebSocketResponse) -> None:
     """Copy frames both ways until one side closes, then close the other."""
 
-    async def down() -> None:
-        async for message in upstream:
+    async def copy(
+        source: AsyncIterable[aiohttp.WSMessage],
+        sink: web.WebSocketResponse | aiohttp.ClientWebSocketResponse,
+    ) -> None:
+        async for message in source:
             if message.type == aiohttp.WSMsgType.BINARY:
-                await client.send_bytes(message.data)
+                await sink.send_bytes(message.data)
             elif message.type == aiohttp.WSMsgType.TEXT:
-                await client.send_str(message.data)
+                await sink.send_str(message.data)
+
+    async def down() -> None:
+        await copy(upstream, client)
         await client.close(code=upstream.close_code or aiohttp.WSCloseCode.OK)
 
     async def up() -> None:
-        async for message in client:
-            if message.type == aiohttp.WSMsgType.BINARY:
-                await upstream.send_bytes(message.data)
-            elif message.type == aiohttp.WSMsgType.TEXT:
-                await upstream.send_str(message.data)
+        await copy(client, upstream)
         await upstream.close()
 
     tasks = {asyncio.create_task(down()), asyncio.create_task(up())}

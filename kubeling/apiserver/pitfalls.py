@@ -305,15 +305,8 @@ class CachedNeighbours:
             if (info := REGISTRY.by_kind(group, "v1", kind)) is not None
         )
 
-    def _in(self, prefix: str, namespace: str) -> Iterable[Obj]:
-        if not self.caches.healthy:
-            return ()
-        within = f"{prefix}{namespace}/"
-        objects = self.caches.cache_for(prefix).objects
-        return [obj for key, obj in objects.items() if key.startswith(within)]
-
     def services(self, namespace: str) -> Iterable[Obj]:
-        return self._in(self._services, namespace)
+        return self.caches.current(self._services, namespace)
 
     def workloads(self, namespace: str) -> Iterable[Obj]:
-        return [obj for prefix in self._workloads for obj in self._in(prefix, namespace)]
+        return [obj for prefix in self._workloads for obj in self.caches.current(prefix, namespace)]

@@ -20,6 +20,7 @@ from aiohttp import web
 
 from kubeling.api import errors, patch
 from kubeling.api.kinds import REGISTRY, Registry, ResourceInfo
+from kubeling.api.queryparams import query_bool, query_int
 from kubeling.api.schema import kind_schema
 from kubeling.api.selectors import parse_field_selector, parse_label_selector
 from kubeling.apiserver import bodies, subresources, tables
@@ -27,7 +28,6 @@ from kubeling.apiserver.nodeproxy import NodeProxy
 from kubeling.apiserver.registry import DeleteOptions, ObjectRegistry, WriteOptions
 from kubeling.apiserver.watch import WatchMetrics, WatchRequest, serve_watch
 from kubeling.apiserver.watchcache import WatchCaches
-from kubeling.util.parse import parse_bool
 
 _FIELD_VALIDATION = ("Strict", "Warn", "Ignore")
 _PROPAGATION = ("Orphan", "Background", "Foreground")
@@ -62,26 +62,6 @@ def parse_target(registry: Registry, group: str, version: str, parts: list[str])
     return Target(info, namespace, name, sub)
 
 
-def _query_bool(request: web.Request, name: str) -> bool:
-    raw = request.query.get(name)
-    if raw is None or raw == "":
-        return False
-    try:
-        return parse_bool(raw)
-    except ValueError:
-        raise errors.bad_request(f"invalid value for {name}: {raw!r}") from None
-
-
-def _query_int(request: web.Request, name: str) -> int | None:
-    raw = request.query.get(name)
-    if raw is None or raw == "":
-        return None
-    try:
-        return int(raw)
-    except ValueError:
-        raise errors.bad_request(f"invalid value for {name}: {raw!r}: must be an integer") from None
-
-
 def _dry_run(values: list[str]) -> bool:
     for value in values:
         if value != "All":
@@ -101,7 +81,7 @@ def write_options(request: web.Request) -> WriteOptions:
         dry_run=_dry_run(request.query.getall("dryRun", [])),
         field_validation=validation,
         field_manager=request.query.get("fieldManager", ""),
-        force=_query_bool(request, "force"),
+        force=query_bool(request.query, "force"),
     )
 
 
@@ -182,8 +162,8 @@ class RestHandlers:
         accept = request.headers.get("Accept", "")
         want_table = tables.parse_table_accept(accept)
         include_object = request.query.get("includeObject", "Metadata")
-        if _query_bool(request, "watch"):
-            timeout = _query_int(request, "timeoutSeconds")
+        if query_bool(request.query, "watch"):
+            timeout = query_int(request.query, "timeoutSeconds")
             req = WatchRequest(
                 info=info,
                 namespace=target.namespace,
@@ -191,13 +171,13 @@ class RestHandlers:
                 fields=fields,
                 resource_version=request.query.get("resourceVersion", ""),
                 timeout=float(timeout) if timeout else None,
-                bookmarks=_query_bool(request, "allowWatchBookmarks"),
-                send_initial=_query_bool(request, "sendInitialEvents"),
+                bookmarks=query_bool(request.query, "allowWatchBookmarks"),
+                send_initial=query_bool(request.query, "sendInitialEvents"),
                 table=want_table,
                 include_object=include_object,
             )
             return await serve_watch(request, req, self.caches, self.watch_metrics)
-        limit = _query_int(request, "limit") or 0
+        limit = query_int(request.query, "limit") or 0
         if limit < 0:
             raise errors.bad_request("limit must not be negative")
         match = request.query.get("resourceVersionMatch", "")
@@ -319,7 +299,7 @@ class RestHandlers:
             if not isinstance(parsed, dict):
                 raise errors.bad_request("DeleteOptions must be an object")
             body = parsed
-        grace = body.get("gracePeriodSeconds", _query_int(request, "gracePeriodSeconds"))
+        grace = body.get("gracePeriodSeconds", query_int(request.query, "gracePeriodSeconds"))
         policy = body.get("propagationPolicy") or request.query.get("propagationPolicy")
         if body.get("orphanDependents") is True or request.query.get("orphanDependents") == "true":
             policy = policy or "Orphan"

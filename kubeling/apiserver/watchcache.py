@@ -166,6 +166,18 @@ class WatchCaches:
     def cache_for(self, prefix: str) -> ResourceCache:
         return self.caches[prefix]
 
+    def current(self, prefix: str, namespace: str = "") -> list[dict[str, Any]]:
+        """The cached objects under `prefix` (of `namespace` only, if given), for checks that
+        read other objects on a write path (admission, warnings): memory only, never the
+        store, and nothing while the cache reloads."""
+        if not self.healthy:
+            return []
+        objects = self.caches[prefix].objects
+        if not namespace:
+            return list(objects.values())
+        within = f"{prefix}{namespace}/"
+        return [obj for key, obj in objects.items() if key.startswith(within)]
+
     def _prefix_of(self, key: str) -> str:
         parts = key.split("/", 3)
         return f"/{parts[1]}/{parts[2]}/" if len(parts) > 3 else ""

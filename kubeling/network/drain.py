@@ -43,7 +43,7 @@ from kubeling.api.kinds import REGISTRY
 from kubeling.client.informer import Informer
 from kubeling.client.lease import LEASES, Lease
 from kubeling.client.rest import Client
-from kubeling.network.serviceendpoints import pod_ready, selector_of
+from kubeling.network.serviceendpoints import pod_ready, services_of_pod
 from kubeling.util.tasks import cancel_and_wait
 from kubeling.util.timefmt import parse_time, utcnow
 
@@ -125,6 +125,7 @@ class DrainGate:
     def __init__(self, client: Client, services: Informer, slices: Informer) -> None:
         self.services = services
         self.slices = slices
+        self._services_of = services_of_pod(services)
         self.reports = Informer(client, LEASES, REPORT_NAMESPACE, label_selector=REPORT_LABEL)
         self._change: asyncio.Future[None] | None = None
         for informer in (services, slices, self.reports):
@@ -161,11 +162,8 @@ class DrainGate:
         uid = meta.get("uid")
         namespace = meta.get("namespace")
         newest = 0
-        for service in self.services.cache.list(namespace):
-            selector = selector_of(service)
-            if selector is None or not selector.matches(meta.get("labels")):
-                continue
-            name = service["metadata"]["name"]
+        for key in self._services_of(pod):
+            name = key.split("/", 1)[1]
             listed = False
             for slice_ in self.slices.cache.list(namespace):
                 slice_meta = slice_.get("metadata") or {}

@@ -16,8 +16,9 @@ Routing (the Ingress API's rules):
   is treated as `Prefix`; the longest match wins, `Exact` before `Prefix` on ties;
 * nothing matched → `spec.defaultBackend` of the Ingresses, else 404.
 
-Forwarding goes straight to the Service's **ready** endpoints (from EndpointSlices),
-round robin, with `X-Forwarded-For`, `-Proto`, `-Host` and `-Port` added. A connection
+Forwarding goes straight to the Service's **ready** endpoints (from EndpointSlices; the
+serving-and-terminating ones when none is ready, as the service proxy chooses them), round
+robin, with `X-Forwarded-For`, `-Proto`, `-Host` and `-Port` added. A connection
 failure retries the next endpoint for idempotent methods (GET, HEAD, OPTIONS, PUT, DELETE);
 errors are answered with a short body: 503 when the Service has no ready endpoint, 502 when
 no endpoint could be reached, 504 when the backend did not answer in `timeout` seconds.
@@ -57,7 +58,7 @@ from kubeling.client.cache import copy
 from kubeling.client.informer import Informer
 from kubeling.client.rest import Client
 from kubeling.network.drain import ProxyReport, revision_of
-from kubeling.network.servicetable import Backend
+from kubeling.network.servicetable import Backend, port_backends
 
 log = logging.getLogger(__name__)
 
@@ -168,26 +169,13 @@ class Endpoints:
                 port_name = port.get("name") or ""
         if port_name is None:
             return []
-        found = []
-        for slice_ in self.slices.cache.list(target.namespace):
-            labels = slice_["metadata"].get("labels") or {}
-            if labels.get("kubernetes.io/service-name") != target.service:
-                continue
-            number = next(
-                (
-                    p["port"]
-                    for p in slice_.get("ports") or []
-                    if (p.get("name") or "") == port_name
-                ),
-                None,
-            )
-            if number is None:
-                continue
-            for endpoint in slice_.get("endpoints") or []:
-                conditions = endpoint.get("conditions") or {}
-                if conditions.get("ready", True) and not conditions.get("terminating"):
-                    found += [Backend(str(a), int(number)) for a in endpoint.get("addresses") or []]
-        return sorted(set(found), key=lambda b: (b.ip, b.port))
+        own = [
+            slice_
+            for slice_ in self.slices.cache.list(target.namespace)
+            if (slice_["metadata"].get("labels") or {}).get("kubernetes.io/service-name")
+            == target.service
+        ]
+        return list(port_backends(own, port_name))
 
     def order(self, backends: list[Backend]) -> list[Backend]:
         if not backends:

@@ -14,7 +14,7 @@ Contract:
 * One table per proxy, `ip kubeling_<pid>_<node>`, with one `nat` chain on the `output`
   hook (every client on this machine is local, as every address is on loopback). `apply`
   replaces the table's whole content in one transaction, so a connection sees either the old
-  rules or the new ones.
+  rules or the new ones; a change that leaves the rules as they were runs no `nft`.
 * A route gets a rule when it is TCP, has backends and neither `sessionAffinity: ClientIP`
   nor a `Local` traffic policy (those stay with the userspace proxy, which knows the client
   and the node): `ip daddr <addr> tcp dport <port> dnat to` the one backend, or to
@@ -97,16 +97,22 @@ async def _nft(script: str | None, *args: str) -> str:
 class KernelDNAT:
     def __init__(self, node: str) -> None:
         self.name = f"{TABLE_PREFIX}{os.getpid()}_{re.sub(r'[^A-Za-z0-9_]', '_', node)}"
+        self._applied = ""  # the last script nft took: an unchanged one is not run again
 
     @staticmethod
     def available() -> bool:
         return os.geteuid() == 0 and shutil.which("nft") is not None
 
     async def apply(self, table: ServiceTable) -> None:
-        await _nft(render(self.name, table))
+        script = render(self.name, table)
+        if script != self._applied:
+            self._applied = ""
+            await _nft(script)
+            self._applied = script
 
     async def remove(self) -> None:
         """Delete the table (there or not)."""
+        self._applied = ""
         await _nft(f"add table ip {self.name}\ndelete table ip {self.name}\n")
 
     @staticmethod

@@ -99,6 +99,16 @@ def _choose(
     return tuple(sorted(set(chosen), key=lambda b: (b.ip, b.port)))
 
 
+def port_backends(
+    slices: Iterable[Mapping[str, Any]], port_name: str, protocol: str = "TCP"
+) -> tuple[Backend, ...]:
+    """The backends of one Service port from that Service's slices: the ready endpoints, or
+    the serving-and-terminating ones when none is ready (for the Ingress proxy, which routes
+    to Services by port)."""
+    ready, fallback = _slice_backends(slices, port_name, protocol)
+    return _choose(ready, fallback, None)
+
+
 def service_table(
     services: Iterable[Mapping[str, Any]],
     slices: Iterable[Mapping[str, Any]],

@@ -3,35 +3,13 @@ controllers it needs running); these build clients and namespaces on it."""
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import AsyncIterator
-
 import pytest
+from async_client_fixtures import client, ns
 from kubernetes import client as official
 
-from kubeling.api.kinds import REGISTRY
-from kubeling.client.rest import Client
 from kubeling.testing import TestCluster
 
-NAMESPACES = REGISTRY.resource("", "v1", "namespaces")
-
-
-@pytest.fixture
-async def client(cluster: TestCluster) -> AsyncIterator[Client]:
-    """kubeling's own async client."""
-    api = Client.from_kubeconfig(str(cluster.kubeconfig), user_agent="kubeling-tests")
-    try:
-        yield api
-    finally:
-        await api.close()
-
-
-@pytest.fixture
-async def ns(client: Client) -> str:
-    """A fresh namespace (modules on the official client override this one)."""
-    name = f"t-{uuid.uuid4().hex[:10]}"
-    await client.create(NAMESPACES, {"metadata": {"name": name}})
-    return name
+__all__ = ["apps", "client", "core", "ns"]
 
 
 @pytest.fixture(scope="module")

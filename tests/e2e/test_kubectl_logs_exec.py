@@ -198,20 +198,19 @@ def test_logs_previous_shows_the_instance_before(kubectl: Kubectl, node: LocalNo
     assert result.returncode != 0 and 'pods "web-missing" not found' in result.stderr
 
 
+def create_waiting_pod(kubectl: Kubectl, name: str) -> None:
+    """A pod with one container `c` that never starts (no node runs it)."""
+    pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name},
+        "spec": {"containers": [{"name": "c", "image": "busybox"}]},
+    }
+    kubectl("create", "-f", "-", input=yaml.safe_dump(pod))
+
+
 def test_logs_of_a_container_not_started_yet(kubectl: Kubectl, node: LocalNode) -> None:
-    kubectl(
-        "create",
-        "-f",
-        "-",
-        input=yaml.safe_dump(
-            {
-                "apiVersion": "v1",
-                "kind": "Pod",
-                "metadata": {"name": "pending"},
-                "spec": {"containers": [{"name": "c", "image": "busybox"}]},
-            }
-        ),
-    )
+    create_waiting_pod(kubectl, "pending")
     result = kubectl("logs", "pending", check=False)
     assert result.returncode == 1
     assert 'container "c" in pod "pending" is waiting to start: ContainerCreating' in result.stderr
@@ -247,19 +246,7 @@ def test_exec_of_a_missing_program(kubectl: Kubectl, node: LocalNode) -> None:
 
 
 def test_exec_into_a_container_that_is_not_running(kubectl: Kubectl, node: LocalNode) -> None:
-    kubectl(
-        "create",
-        "-f",
-        "-",
-        input=yaml.safe_dump(
-            {
-                "apiVersion": "v1",
-                "kind": "Pod",
-                "metadata": {"name": "idle"},
-                "spec": {"containers": [{"name": "c", "image": "busybox"}]},
-            }
-        ),
-    )
+    create_waiting_pod(kubectl, "idle")
     result = kubectl("exec", "idle", "--", "true", check=False)
     assert result.returncode != 0
     assert 'container not found ("c")' in result.stderr

@@ -80,17 +80,6 @@ def ask_tcp(port: int, name: str, qtype: int = A) -> tuple[int, list[tuple[int, 
 
 
 @pytest.fixture(scope="module")
-def cluster() -> Iterator[TestCluster]:
-    with TestCluster(controllers=True) as c:
-        yield c
-
-
-@pytest.fixture(scope="module")
-def core(cluster: TestCluster) -> client.CoreV1Api:
-    return client.CoreV1Api(cluster.api_client())
-
-
-@pytest.fixture(scope="module")
 def dns(cluster: TestCluster) -> Iterator[ClusterDNS]:
     api = Client.from_kubeconfig(str(cluster.kubeconfig))
     server = ClusterDNS(api)

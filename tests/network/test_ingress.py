@@ -46,27 +46,6 @@ def serve(ip: str, name: str) -> tuple[http.server.ThreadingHTTPServer, int]:
 
 
 @pytest.fixture(scope="module")
-def cluster() -> Iterator[TestCluster]:
-    with TestCluster(controllers=True) as c:
-        yield c
-
-
-@pytest.fixture(scope="module")
-def core(cluster: TestCluster) -> client.CoreV1Api:
-    return client.CoreV1Api(cluster.api_client())
-
-
-@pytest.fixture(scope="module")
-def discovery(cluster: TestCluster) -> client.DiscoveryV1Api:
-    return client.DiscoveryV1Api(cluster.api_client())
-
-
-@pytest.fixture(scope="module")
-def networking(cluster: TestCluster) -> client.NetworkingV1Api:
-    return client.NetworkingV1Api(cluster.api_client())
-
-
-@pytest.fixture(scope="module")
 def proxy(cluster: TestCluster, networking: client.NetworkingV1Api) -> Iterator[IngressProxy]:
     networking.create_ingress_class(
         {

@@ -120,36 +120,47 @@ def endpoint_slice(name: str, ip: str, port: int, ready: bool) -> dict[str, Any]
 
 
 @kernel
-def test_a_service_is_served_by_rules_in_the_kernel(servers: Servers) -> None:
-    with TestCluster() as cluster:
-        api = Client.from_kubeconfig(str(cluster.kubeconfig))
-        proxy = ServiceProxy(api, node="kernel-node", kernel=True)
-        cluster.run(proxy.start())
-        try:
-            core = client.CoreV1Api(cluster.api_client())
-            discovery = client.DiscoveryV1Api(cluster.api_client())
-            svc = core.create_namespaced_service(
-                "default", {"metadata": {"name": "web"}, "spec": {"ports": [{"port": 80}]}}
-            )
-            ip = svc.spec.cluster_ip
-            ports = {
-                name: servers.start(f"127.128.248.{i + 2}", name) for i, name in enumerate("ab")
-            }
-            for i, name in enumerate("ab"):
-                body = endpoint_slice(f"web-{name}", f"127.128.248.{i + 2}", ports[name], True)
-                discovery.create_namespaced_endpoint_slice("default", body)
+def test_a_service_is_served_by_rules_in_the_kernel(
+    cluster: TestCluster,
+    core: client.CoreV1Api,
+    discovery: client.DiscoveryV1Api,
+    servers: Servers,
+) -> None:
+    api = Client.from_kubeconfig(str(cluster.kubeconfig))
+    proxy = ServiceProxy(api, node="kernel-node", kernel=True)
+    cluster.run(proxy.start())
+    try:
+        svc = core.create_namespaced_service(
+            "default", {"metadata": {"name": "web"}, "spec": {"ports": [{"port": 80}]}}
+        )
+        ip = svc.spec.cluster_ip
+        ports = {name: servers.start(f"127.128.248.{i + 2}", name) for i, name in enumerate("ab")}
+        for i, name in enumerate("ab"):
+            body = endpoint_slice(f"web-{name}", f"127.128.248.{i + 2}", ports[name], True)
+            discovery.create_namespaced_endpoint_slice("default", body)
 
-            wait_for(lambda: answers(ip, 80) == {"a", "b"}, message="both through the kernel")
-            assert proxy.dnat is not None and proxy.dnat.name in tables()
-            relay = proxy.listeners[ListenKey(ip, 80, "TCP")]
-            assert relay.connections == 0  # nothing went through the userspace relay
+        assert proxy.dnat is not None
+        rules = ["nft", "list", "table", "ip", proxy.dnat.name]
 
-            discovery.patch_namespaced_endpoint_slice(
-                "web-b", "default", {"endpoints": [{"addresses": ["127.128.248.3"],
-                                                     "conditions": {"ready": False}}]}
-            )  # fmt: skip
-            wait_for(lambda: answers(ip, 80) == {"a"}, message="only the ready one")
-        finally:
-            cluster.run(proxy.stop())
-            cluster.run(api.close())
+        def rule() -> str:
+            listing = subprocess.run(rules, capture_output=True, text=True).stdout
+            return next((line for line in listing.splitlines() if f"{ip} tcp" in line), "")
+
+        wait_for(
+            lambda: "127.128.248.2" in rule() and "127.128.248.3" in rule(),
+            message="the Service's rule over both endpoints",
+        )
+        relay = proxy.listeners[ListenKey(ip, 80, "TCP")]
+        relayed = relay.connections  # the relay serves until the rule is in
+        assert answers(ip, 80, tries=20) == {"a", "b"}
+        assert relay.connections == relayed  # since then nothing went through the relay
+
+        not_ready = {
+            "endpoints": [{"addresses": ["127.128.248.3"], "conditions": {"ready": False}}]
+        }
+        discovery.patch_namespaced_endpoint_slice("web-b", "default", not_ready)
+        wait_for(lambda: answers(ip, 80) == {"a"}, message="only the ready one")
+    finally:
+        cluster.run(proxy.stop())
+        cluster.run(api.close())
     assert "kernel_node" not in tables()

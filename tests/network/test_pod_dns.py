@@ -63,11 +63,6 @@ def cluster() -> Iterator[TestCluster]:
 
 
 @pytest.fixture(scope="module")
-def core(cluster: TestCluster) -> client.CoreV1Api:
-    return client.CoreV1Api(cluster.api_client())
-
-
-@pytest.fixture(scope="module")
 def dns_ip(core: client.CoreV1Api) -> str:
     return str(core.read_namespaced_service("kube-dns", "kube-system").spec.cluster_ip)
 

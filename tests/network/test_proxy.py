@@ -70,17 +70,6 @@ class Backends:
 
 
 @pytest.fixture(scope="module")
-def cluster() -> Iterator[TestCluster]:
-    with TestCluster(controllers=True) as c:
-        yield c
-
-
-@pytest.fixture(scope="module")
-def core(cluster: TestCluster) -> client.CoreV1Api:
-    return client.CoreV1Api(cluster.api_client())
-
-
-@pytest.fixture(scope="module")
 def proxy(cluster: TestCluster) -> Iterator[ServiceProxy]:
     api = Client.from_kubeconfig(str(cluster.kubeconfig))
     running = ServiceProxy(api, node="quiet-node", kernel=False)  # the Protocol relay

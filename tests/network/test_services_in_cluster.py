@@ -37,11 +37,6 @@ def cluster() -> Iterator[TestCluster]:
 
 
 @pytest.fixture(scope="module")
-def core(cluster: TestCluster) -> client.CoreV1Api:
-    return client.CoreV1Api(cluster.api_client())
-
-
-@pytest.fixture(scope="module")
 def web(cluster: TestCluster, core: client.CoreV1Api) -> Any:
     deployment = {
         "apiVersion": "apps/v1",
